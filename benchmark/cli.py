@@ -1,0 +1,224 @@
+"""``ood-bench``: run benchmarks, list what is registered, re-export leaderboards.
+
+    ood-bench run --method dlsr --id digits --ood textures faces noise --out results/demo
+    ood-bench run --config configs/embedded.yaml --set dlsr.score=mse
+    ood-bench list [--options]
+    ood-bench leaderboard RUN_DIR [RUN_DIR ...] --format csv|latex|md [--out FILE]
+
+Input problems (missing data, unreadable image, unknown option, missing weights offline) print
+one ``error:`` line and exit with status 2; nothing already computed is lost (see the cache).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import sys
+import time
+from pathlib import Path
+
+from benchmark.errors import UserError
+
+DEFAULT_PRESET = "embedded"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ood-bench", description="Unsupervised OOD detection with diffusion models: DLSR, LMD, DiffOOD.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run methods on an ID set and OOD sets", description=(
+        "Fit each method on the ID training split, score the ID test split and every OOD set, and "
+        f"write metrics, leaderboards, per-image scores and plots. Without --config the "
+        f"'{DEFAULT_PRESET}' preset (configs/{DEFAULT_PRESET}.yaml) gives the defaults."))
+    r.add_argument("--config", help="YAML file or preset name in configs/ (default: embedded)")
+    r.add_argument("--method", "--methods", dest="methods", nargs="+", metavar="M", help="method(s) to run")
+    r.add_argument("--id", help="ID dataset: registry name or folder (with train/ and test/)")
+    r.add_argument("--ood", nargs="+", metavar="OOD", help="OOD sets: registry names or image folders")
+    r.add_argument("--out", help="run folder (default: results/<preset>-<time>)")
+    r.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    r.add_argument("--seed", type=int, help="random seed (default 0)")
+    r.add_argument("--seeds", type=int, nargs="+", help="several seeds: every table shows mean ± std")
+    r.add_argument("--data-root", help="folder holding the standard datasets (default ~/data)")
+    r.add_argument("--download", action="store_true", default=None, help="let torchvision download missing sets")
+    r.add_argument("--batch-size", type=int, help="images per scoring batch (default: per method)")
+    r.add_argument("--workers", type=int, help="DataLoader workers for sets read from disk (default 2)")
+    r.add_argument("--limit", type=int, help="use only the first N images of every set (quick looks)")
+    r.add_argument("--set", dest="sets", nargs="+", default=[], metavar="M.OPT=V",
+                   help="method options, e.g. dlsr.score=mse lmd.reps=4")
+    r.add_argument("--cache-dir", help="model/score cache (default results/cache)")
+    r.add_argument("--no-cache", action="store_true", help="ignore cached models and scores (still writes them)")
+    r.add_argument("--skip-unreadable", action="store_true", default=None,
+                   help="skip unreadable images in folders with a warning instead of failing")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ls = sub.add_parser("list", help="registered methods and datasets")
+    ls.add_argument("--options", action="store_true", help="also every method option with its default")
+
+    lb = sub.add_parser("leaderboard", help="(re-)export the leaderboard of one or several runs, merged")
+    lb.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    lb.add_argument("--format", choices=("csv", "latex", "md"), default="md")
+    lb.add_argument("--out", type=Path, help="write to this file instead of stdout")
+    lb.add_argument("--primary-only", action="store_true", help="only each method's canonical score")
+    return p
+
+
+# ------------------------------------------------------------------------------ run
+def build_run_config(args: argparse.Namespace):
+    from benchmark.config import RunConfig, apply_mapping, find_preset, load_yaml, parse_set
+
+    preset = find_preset(args.config or DEFAULT_PRESET)
+    cfg = apply_mapping(RunConfig(), load_yaml(preset), str(preset))
+    cfg.preset = str(preset)
+    if args.methods:
+        cfg.methods = list(args.methods)
+    if args.id:
+        cfg.id = args.id
+    if args.ood:
+        cfg.ood = list(args.ood)
+    if args.seeds:
+        cfg.seeds = list(args.seeds)
+    elif args.seed is not None:
+        cfg.seeds = [args.seed]
+    for flag, attr in (("device", "device"), ("data_root", "data_root"), ("download", "download"),
+                       ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"),
+                       ("cache_dir", "cache_dir"), ("skip_unreadable", "skip_unreadable"), ("out", "out")):
+        v = getattr(args, flag)
+        if v is not None:
+            setattr(cfg, attr, v)
+    if args.no_cache:
+        cfg.use_cache = False
+    for m, opts in parse_set(args.sets).items():
+        cfg.method_options.setdefault(m, {}).update(opts)
+    if cfg.out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        cfg.out = str(Path("results") / f"{preset.stem}-{stamp}")
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark import progress
+    from benchmark.cache import Cache
+    from benchmark.manifest import now_iso, provenance
+    from benchmark.metrics import CONVENTIONS
+    from benchmark.outputs import MANIFEST_FILE, write_json, write_run
+    from benchmark.runner import Runner, prepare
+    import data  # noqa: F401  (registers datasets)
+    import methods  # noqa: F401  (registers methods)
+
+    if args.quiet:
+        progress.set_enabled(False)
+    t_start = time.perf_counter()
+    cfg = build_run_config(args)
+    prep = prepare(cfg)
+    run_dir = Path(cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "status": "running", "started": now_iso(), "finished": None,
+        "command": " ".join(["ood-bench", *sys.argv[1:]]), "seeds": cfg.seeds,
+        "config": cfg.to_dict(),
+        "methods": {k: {"config": dataclasses.asdict(c), "version": cls.version, "needs_labels": cls.needs_labels}
+                    for k, (cls, c) in prep.methods.items()},
+        "datasets": {"id_train": _ds_info(prep.id_train), "id_test": _ds_info(prep.id_test),
+                     **{f"ood:{k}": {**_ds_info(v), "group": prep.groups[k]} for k, v in prep.oods.items()}},
+        **provenance(prep.device), "conventions": CONVENTIONS,
+    }
+    write_json(run_dir / MANIFEST_FILE, manifest)
+    progress.log(f"run folder {run_dir}; device {prep.device}; methods {', '.join(prep.methods)}; "
+                 f"ID {cfg.id}; OOD {', '.join(prep.oods)}; seeds {cfg.seeds}")
+    runner = Runner(prep, Cache(cfg.cache_dir, cfg.use_cache), examples_dir=run_dir / "examples")
+    try:
+        results = runner.run()
+    except BaseException as e:
+        manifest.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                        finished=now_iso(), error=f"{type(e).__name__}: {e}".splitlines()[0])
+        write_json(run_dir / MANIFEST_FILE, manifest)
+        raise
+    manifest["timings"] = {f"{r.method}/seed{r.seed}": {
+        "fit_s": r.fit_seconds, "fit_cached": r.fit_cached, "fit_report": r.fit_report,
+        "score_s": sum(d.seconds for d in r.all_scored), "scores_cached": all(d.cached for d in r.all_scored),
+        "img_per_s": r.images_per_second, "nfe_per_image": r.cost, "peak_mem_mib": r.peak_mem_mib,
+        "id_accuracy": r.id_accuracy} for r in results}
+    manifest.update(status="complete", finished=now_iso(), wall_s=round(time.perf_counter() - t_start, 2))
+    _, board, files = write_run(run_dir, results, _display_id(cfg.id), manifest)
+    print(_terminal_table(board))
+    print(f"\nwrote {run_dir}/ in {time.perf_counter() - t_start:.1f}s:")
+    for key, path in files.items():
+        print(f"  {key:18s} {path}")
+    return 0
+
+
+def _display_id(name: str) -> str:
+    from benchmark.runner import display_name
+
+    return display_name(name)
+
+
+def _ds_info(ds) -> dict:
+    return {"name": ds.name, "split": ds.split, "n": len(ds), "labelled": ds.has_labels,
+            "fingerprint": ds.fingerprint()}
+
+
+def _terminal_table(board) -> str:
+    cells = board._cells("{}", " ± {}")
+    return cells.to_markdown(stralign="right", tablefmt="simple", disable_numparse=True)
+
+
+# ------------------------------------------------------------------------------ list
+def cmd_list(args: argparse.Namespace) -> int:
+    import data  # noqa: F401
+    import methods  # noqa: F401
+    from benchmark.registry import METHODS
+    from data import DATASETS
+
+    print("methods:")
+    for name, cls in METHODS.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        labels = " [needs labels]" if cls.needs_labels else ""
+        print(f"  {name:14s}{doc}{labels}")
+        if args.options:
+            for f in dataclasses.fields(cls.config_cls):
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                stage = f.metadata.get("stage", "fit")
+                print(f"      {name}.{f.name} = {default!r}  ({stage}) {f.metadata.get('help', '')}")
+    for kind in ("embedded", "data-root"):
+        print(f"\ndatasets ({'ship with the packages, offline' if kind == 'embedded' else 'under --data-root'}):")
+        for name, spec in DATASETS.items():
+            if spec.kind == kind:
+                alias = DATASETS.aliases_of(name)
+                extra = f" (alias: {', '.join(alias)})" if alias else ""
+                print(f"  {name:14s}{spec.description}{extra}")
+    print("\nany folder of images can be given by path (png/jpg/..., nested or flat)")
+    return 0
+
+
+# ------------------------------------------------------------------------------ leaderboard
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from benchmark import atomic
+    from benchmark.report import build_leaderboard, merge_runs, provenance_lines
+
+    metrics, manifests = merge_runs(args.runs)
+    board = build_leaderboard(metrics, provenance_lines(manifests), primary_only=args.primary_only)
+    text = board.export(args.format)
+    if args.out:
+        atomic.write_text(args.out, text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard}[args.command](args)
+    except UserError as e:
+        print(f"error: {e.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished models and scores are cached; re-run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

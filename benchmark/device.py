@@ -1,0 +1,99 @@
+"""Device selection and the few device-dependent helpers (sync, autocast, peak memory)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import sys
+import threading
+import time
+
+import torch
+
+from benchmark.errors import ConfigError
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cpu``; ``cuda`` / ``cuda:N``."""
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {spec}: no CUDA device is available here; use --device cpu or auto")
+        dev = torch.device(spec)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return dev
+    raise ConfigError(f"unknown --device {spec!r}; use auto, cpu, cuda or cuda:N")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels, so wall-clock timings measure the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA (the GPU fast path); a no-op context on CPU."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class PeakMemory:
+    """Peak memory of a block: CUDA allocator peak on GPU, process RSS peak on CPU (MiB).
+
+    On CPU a background thread samples the resident set size every 20 ms (Linux ``/proc``);
+    where that is unavailable the process-lifetime ``ru_maxrss`` is reported instead.
+    """
+
+    def __init__(self, device: torch.device, interval: float = 0.02) -> None:
+        self.device = device
+        self.interval = interval
+        self.peak_mib: float = float("nan")
+        self.kind = "cuda_allocated" if device.type == "cuda" else "rss"
+        self._stop = threading.Event()
+        self._peak = 0
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            r = _rss_bytes()
+            if r is not None:
+                self._peak = max(self._peak, r)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._peak = _rss_bytes() or 0
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak_mib = torch.cuda.max_memory_allocated(self.device) / 2**20
+            return
+        self._stop.set()
+        self._thread.join()
+        r = _rss_bytes()
+        if r is not None:
+            self._peak = max(self._peak, r)
+        if self._peak:
+            self.peak_mib = self._peak / 2**20
+        else:  # no /proc: lifetime peak (KiB on Linux, bytes on macOS)
+            ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            self.peak_mib = ru / (2**20 if sys.platform == "darwin" else 2**10)
+            self.kind = "rss_lifetime"

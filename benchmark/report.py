@@ -1,0 +1,194 @@
+"""Leaderboards: the wide method × OOD-set table and its CSV / LaTeX / Markdown exports.
+
+A leaderboard is built from one or more runs' long-form metrics (:mod:`benchmark.tables`):
+rows are method entries (``dlsr``, ``dlsr[mse]``, …), columns are AUROC (%) per OOD set, the
+group means (``near avg``, ``far avg``) and the overall ``avg``, the mean FPR@95 (%), and cost
+(images/s while scoring, network evaluations per image, fit seconds, peak memory, ID accuracy
+where the method classifies). With several seeds every cell is mean ± std over seeds. The best
+value of each column is bold. Every export carries its provenance (commit, versions, device,
+date, metric conventions).
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark import atomic
+from benchmark.errors import UserError
+from benchmark.metrics import CONVENTIONS
+from benchmark.tables import MEAN_GROUP, add_mean_rows, seed_summary
+
+FORMATS = ("csv", "latex", "md")
+EXTENSIONS = {"csv": ".csv", "latex": ".tex", "md": ".md"}
+
+
+@dataclass
+class Leaderboard:
+    """``mean``/``std``: index = entry, one column per leaderboard column (std NaN for one seed).
+    ``better``: column → ``"max"``, ``"min"`` or ``None`` (not ranked)."""
+
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    better: dict[str, str | None]
+    decimals: dict[str, int]
+    provenance: list[str] = field(default_factory=list)
+
+    @property
+    def multi_seed(self) -> bool:
+        return bool(self.std.notna().any().any())
+
+    # ------------------------------------------------------------------ formatting
+    def _best(self, col: str) -> float | None:
+        rule = self.better.get(col)
+        vals = self.mean[col].dropna()
+        if rule is None or vals.empty or len(self.mean) < 2:
+            return None
+        return float(vals.max() if rule == "max" else vals.min())
+
+    def _cells(self, bold: str, pm: str) -> pd.DataFrame:
+        """Formatted strings; ``bold``/``pm`` are format templates with ``{}``."""
+        out = pd.DataFrame(index=self.mean.index, columns=self.mean.columns, dtype=object)
+        for col in self.mean.columns:
+            d = self.decimals.get(col, 2)
+            best = self._best(col)
+            for idx in self.mean.index:
+                v, s = self.mean.at[idx, col], self.std.at[idx, col]
+                if pd.isna(v):
+                    out.at[idx, col] = "–"
+                    continue
+                txt = f"{v:.{d}f}"
+                if best is not None and round(v, d) == round(best, d):
+                    txt = bold.format(txt)
+                if pd.notna(s):
+                    txt += pm.format(f"{s:.{d}f}")
+                out.at[idx, col] = txt
+        out.index.name = "method"
+        return out
+
+    def to_markdown(self) -> str:
+        table = self._cells("**{}**", " ± {}").to_markdown(stralign="right", disable_numparse=True)
+        notes = "\n".join(f"<sub>{line}</sub>  " for line in self.provenance)
+        return f"{table}\n\n{notes}\n" if notes else table + "\n"
+
+    def to_latex(self) -> str:
+        cells = self._cells(r"\textbf{{{}}}", r"{{\scriptsize$\pm${}}}")
+        cells.index = [_latex_escape(str(i)) for i in cells.index]
+        cells.columns = [_latex_escape(str(c)) for c in cells.columns]
+        cells = cells.rename_axis("Method").reset_index()
+        body = cells.to_latex(escape=False, index=False, column_format="l" + "r" * (len(cells.columns) - 1))
+        head = "\n".join(f"% {line}" for line in self.provenance)
+        return (head + "\n" if head else "") + "% requires \\usepackage{booktabs}\n" + body
+
+    def to_csv(self) -> str:
+        frame = self.mean.copy()
+        if self.multi_seed:
+            for col in self.mean.columns:
+                frame[f"{col} ±"] = self.std[col]
+            frame = frame[[c for col in self.mean.columns for c in (col, f"{col} ±")]]
+        frame.index.name = "method"
+        head = "".join(f"# {line}\n" for line in self.provenance)
+        return head + frame.to_csv(float_format="%.6g")
+
+    def export(self, fmt: str) -> str:
+        return {"csv": self.to_csv, "latex": self.to_latex, "md": self.to_markdown}[fmt]()
+
+    def write_all(self, directory: Path, stem: str = "leaderboard") -> dict[str, Path]:
+        return {fmt: atomic.write_text(directory / f"{stem}{EXTENSIONS[fmt]}", self.export(fmt)) for fmt in FORMATS}
+
+
+def _latex_escape(s: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
+                 ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
+        s = s.replace(a, b)
+    return s
+
+
+# ---------------------------------------------------------------------- building
+def build_leaderboard(metrics: pd.DataFrame, provenance: list[str] | None = None,
+                      primary_only: bool = False) -> Leaderboard:
+    """The wide leaderboard from long-form metrics (one or several runs, any seeds)."""
+    s = seed_summary(metrics)
+    if primary_only:
+        s = s[s["primary"]]
+    multi_id = s["id"].nunique() > 1
+    s = s.assign(row=s["entry"] + (" @ " + s["id"] if multi_id else ""))
+    rows = list(dict.fromkeys(s["row"]))
+    mean = pd.DataFrame(index=rows, dtype=float)
+    std = pd.DataFrame(index=rows, dtype=float)
+    better: dict[str, str | None] = {}
+    decimals: dict[str, int] = {}
+
+    def put(col: str, part: pd.DataFrame, src: str, scale: float, rule: str | None, dec: int) -> None:
+        mean[col] = part.set_index("row")[src].reindex(rows) * scale
+        std[col] = part.set_index("row")[f"{src}_std"].reindex(rows) * scale
+        better[col], decimals[col] = rule, dec
+
+    sets = s[s["group"] != MEAN_GROUP]
+    means = s[s["group"] == MEAN_GROUP]
+    for ood in dict.fromkeys(sets["ood"]):
+        put(ood, sets[sets["ood"] == ood], "auroc", 100, "max", 2)
+    for label in dict.fromkeys(means["ood"]):
+        col = "avg" if label == "mean" else f"{label[5:-1]} avg"  # mean(near) → near avg
+        put(col, means[means["ood"] == label], "auroc", 100, "max", 2)
+    overall = means[means["ood"] == "mean"]
+    put("FPR95 avg", overall, "fpr95", 100, "min", 2)
+    put("img/s", overall, "img_per_s", 1, "max", 1)
+    put("NFE/img", overall, "nfe", 1, None, 0)
+    put("fit s", overall, "fit_s", 1, None, 1)
+    put("peak MiB", overall, "peak_mem_mib", 1, None, 0)
+    if overall["id_acc"].notna().any():
+        put("ID acc", overall, "id_acc", 100, None, 1)
+    return Leaderboard(mean, std, better, decimals, provenance or [])
+
+
+def provenance_lines(manifests: list[dict]) -> list[str]:
+    """Short provenance for exports: per run its date, commit, device and key versions."""
+    lines = []
+    for m in manifests:
+        v = m.get("versions", {})
+        git = m.get("git", {}) or {}
+        commit = (git.get("commit") or "unknown")[:10] + ("+dirty" if git.get("dirty") else "")
+        dev = m.get("device", {})
+        lines.append(
+            f"run {m.get('run_dir', '?')}: {m.get('finished') or m.get('started', '?')}, ood-bench "
+            f"{v.get('ood-bench', '?')} @ {commit}, device {dev.get('type', '?')} ({dev.get('name', '?')}), "
+            f"torch {v.get('torch', '?')}, diffusers {v.get('diffusers', '?')}, seeds {m.get('seeds', '?')}"
+        )
+    lines.append("AUROC/FPR95 in %; " + "; ".join(f"{k}: {v}" for k, v in CONVENTIONS.items()
+                                                   if k in ("score", "auroc", "fpr95")))
+    return lines
+
+
+# ---------------------------------------------------------------------- runs on disk
+def load_run(run_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """``(metrics, manifest)`` of a finished run folder."""
+    run_dir = Path(run_dir)
+    mfile, jfile = run_dir / "metrics.csv", run_dir / "manifest.json"
+    if not mfile.is_file():
+        raise UserError(f"{run_dir} is not a finished run folder (no metrics.csv); give the --out folder of a run")
+    manifest = json.loads(jfile.read_text()) if jfile.is_file() else {}
+    manifest.setdefault("run_dir", str(run_dir))
+    return pd.read_csv(mfile, comment="#"), manifest
+
+
+def merge_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[dict]]:
+    """Union of several runs' metrics. A row present in two runs (same entry, ID, OOD, seed)
+    is kept from the later run, with a warning."""
+    frames, manifests = [], []
+    for d in run_dirs:
+        df, man = load_run(d)
+        frames.append(df.assign(run=str(d)))
+        manifests.append(man)
+    merged = pd.concat(frames, ignore_index=True)
+    # mean rows are recomputed over the union: a merge can add OOD sets to an entry
+    sets = merged[merged["group"] != MEAN_GROUP]
+    dup = sets.duplicated(["entry", "id", "ood", "seed"], keep="last")
+    if dup.any():
+        warnings.warn(f"{int(dup.sum())} metric rows appear in several runs; keeping the later run's", stacklevel=2)
+        sets = sets[~dup]
+    return add_mean_rows(sets.drop(columns=["run"]).reset_index(drop=True)), manifests
+

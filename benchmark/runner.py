@@ -1,0 +1,251 @@
+"""The runner: methods × one ID set × OOD sets (× seeds), with caching and outputs.
+
+For each seed and method: fit on the ID training split (or load the cached model), score the ID
+test split **once**, score every OOD set, all through the method contract of
+:class:`methods.base.OODMethod`. The runner never looks at a method's name. Everything is
+validated — methods, options, datasets, label needs — before any work starts.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark import atomic
+from benchmark.cache import Cache, digest
+from benchmark.config import RunConfig, build_dataclass
+from benchmark.device import PeakMemory, resolve_device, synchronize
+from benchmark.errors import ConfigError
+from benchmark.progress import log
+from benchmark.registry import METHODS
+from data import DataContext, ImageDataset, load_dataset
+from data.registry import looks_like_path
+from methods.base import MethodConfig, OODMethod, RunContext, ScoreBatch
+
+DEFAULT_BATCH = 128
+
+
+@dataclass
+class DatasetScores:
+    """One dataset's scores under one method and seed."""
+
+    name: str
+    role: str          # "id" or "ood"
+    group: str         # "id", or the OOD group ("near", "far", "ood", ...)
+    dataset: ImageDataset
+    batch: ScoreBatch
+    seconds: float
+    peak_mem_mib: float
+    cached: bool
+    example: Path | None = None
+
+
+@dataclass
+class MethodResult:
+    """Everything one method produced for one seed."""
+
+    method: str
+    seed: int
+    config: dict[str, Any]
+    fit_key: str
+    fit_seconds: float
+    fit_peak_mib: float
+    fit_cached: bool
+    fit_report: dict[str, float]
+    cost: dict[str, float]
+    id: DatasetScores
+    ood: list[DatasetScores] = field(default_factory=list)
+
+    @property
+    def all_scored(self) -> list[DatasetScores]:
+        return [self.id, *self.ood]
+
+    @property
+    def images_per_second(self) -> float:
+        secs = sum(d.seconds for d in self.all_scored)
+        n = sum(len(d.batch) for d in self.all_scored)
+        return n / secs if secs > 0 else float("nan")
+
+    @property
+    def nfe(self) -> float:
+        return float(sum(self.cost.values()))
+
+    @property
+    def peak_mem_mib(self) -> float:
+        vals = [self.fit_peak_mib, *(d.peak_mem_mib for d in self.all_scored)]
+        vals = [v for v in vals if v == v]
+        return max(vals) if vals else float("nan")
+
+    @property
+    def id_accuracy(self) -> float:
+        """Accuracy of the method's class predictions on the labelled ID test set (NaN if none)."""
+        preds, labels = self.id.batch.predictions, self.id.dataset.labels()
+        if preds is None or (labels < 0).any():
+            return float("nan")
+        return float((preds == labels).mean())
+
+
+@dataclass
+class PreparedRun:
+    """A validated run: resolved device, method configs and loaded datasets."""
+
+    cfg: RunConfig
+    device: Any
+    methods: dict[str, tuple[type[OODMethod], MethodConfig]]
+    id_train: ImageDataset
+    id_test: ImageDataset
+    oods: dict[str, ImageDataset]
+    groups: dict[str, str]
+
+
+def display_name(name: str) -> str:
+    """Table name of a dataset given by registry name or by folder path."""
+    return Path(name.rstrip("/")).name if looks_like_path(name) else name
+
+
+def prepare(cfg: RunConfig) -> PreparedRun:
+    """Validate everything and load the datasets; raises a :class:`UserError` on bad input."""
+    if not cfg.methods:
+        raise ConfigError("no method given; use --method NAME (see `ood-bench list`)")
+    if not cfg.ood:
+        raise ConfigError("no OOD set given; use --ood NAME_OR_FOLDER ...")
+    if cfg.limit is not None and cfg.limit <= 0:
+        raise ConfigError("--limit must be a positive number of images")
+    device = resolve_device(cfg.device)
+    methods: dict[str, tuple[type[OODMethod], MethodConfig]] = {}
+    for name in cfg.methods:
+        key = METHODS.canonical(name)
+        if key in methods:
+            raise ConfigError(f"method {key} listed twice")
+        cls = METHODS.get(key)
+        opts = {**cfg.method_options.get(key, {}), **(cfg.method_options.get(name, {}) if name != key else {})}
+        methods[key] = (cls, build_dataclass(cls.config_cls, opts, key))
+    for name in cfg.method_options:
+        METHODS.canonical(name)  # an option for an unknown method is a typo: say so
+    ctx = DataContext(root=Path(cfg.data_root), download=cfg.download, skip_unreadable=cfg.skip_unreadable)
+    id_train = load_dataset(cfg.id, "train", ctx).take(cfg.limit)
+    id_test = load_dataset(cfg.id, "test", ctx).take(cfg.limit)
+    oods: dict[str, ImageDataset] = {}
+    groups: dict[str, str] = {}
+    for name in cfg.ood:
+        if name == cfg.id:
+            raise ConfigError(f"{name} is the ID set; it cannot also be an OOD set")
+        label = display_name(name)
+        if label in oods:
+            label = name
+        oods[label] = load_dataset(name, "test", ctx).take(cfg.limit)
+        groups[label] = cfg.ood_groups.get(name, "ood")
+    for key, (cls, _) in methods.items():
+        if cls.needs_labels and not id_train.has_labels:
+            raise ConfigError(
+                f"{key} needs class labels, but the ID set {cfg.id} is unlabelled; use a labelled ID set "
+                f"(e.g. digits, cifar10, or a folder with one subfolder per class) or drop {key}"
+            )
+    return PreparedRun(cfg, device, methods, id_train, id_test, oods, groups)
+
+
+class Runner:
+    """Executes a :class:`PreparedRun`; results land in ``self.results`` as they complete."""
+
+    def __init__(self, prep: PreparedRun, cache: Cache, examples_dir: Path | None = None) -> None:
+        self.prep = prep
+        self.cache = cache
+        self.examples_dir = examples_dir
+        self.results: list[MethodResult] = []
+
+    def run(self) -> list[MethodResult]:
+        p = self.prep
+        for seed in p.cfg.seeds:
+            for key, (cls, mcfg) in p.methods.items():
+                self.results.append(self.run_method(key, cls, mcfg, seed))
+        return self.results
+
+    # ------------------------------------------------------------------------------------
+    def run_method(self, key: str, cls: type[OODMethod], mcfg: MethodConfig, seed: int) -> MethodResult:
+        p = self.prep
+        batch_size = p.cfg.batch_size or getattr(cls, "default_batch_size", DEFAULT_BATCH)
+        fit_key = digest({"method": key, "version": cls.version, "fit": mcfg.stage_dict("fit"),
+                          "train": p.id_train.fingerprint(), "seed": seed})
+        ctx = RunContext(device=p.device, seed=seed, batch_size=batch_size, workers=p.cfg.workers,
+                         work_dir=self.cache.work_dir(key, fit_key))
+        method = cls(mcfg, ctx)
+        fit_seconds, fit_peak, fit_cached, report = self._fit(method, key, fit_key)
+        score_base = {"fit": fit_key, "score": mcfg.stage_dict("score"), "batch": batch_size,
+                      "device": p.device.type, "seed": seed}
+        id_scores = self._score(method, key, fit_key, score_base, p.id_test, "id", "id", display_name(p.cfg.id))
+        oods = [self._score(method, key, fit_key, score_base, ds, "ood", p.groups[name], name)
+                for name, ds in p.oods.items()]
+        return MethodResult(key, seed, mcfg.to_dict(), fit_key, fit_seconds, fit_peak, fit_cached,
+                            report, method.cost(), id_scores, oods)
+
+    def _fit(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict]:
+        model_dir = self.cache.model_dir(key, fit_key)
+        if self.cache.has_model(key, fit_key):
+            meta = self.cache.fit_meta(key, fit_key)
+            method.load(model_dir)
+            log(f"{key}: loaded cached model {model_dir} (fitted in {meta['seconds']:.1f}s)")
+            return meta["seconds"], meta.get("peak_mem_mib", float("nan")), True, meta.get("report", {})
+        log(f"{key}: fitting on {self.prep.id_train.describe()}")
+        with PeakMemory(method.device) as mem:
+            t0 = time.perf_counter()
+            method.fit(self.prep.id_train)
+            synchronize(method.device)
+            seconds = time.perf_counter() - t0
+        report = method.fit_report()
+        with atomic.atomic_dir(model_dir) as tmp:
+            method.save(tmp)
+            atomic.write_text(tmp / "fit.json", _json({"seconds": seconds, "peak_mem_mib": mem.peak_mib,
+                                                       "report": report, "device": method.device.type}))
+        log(f"{key}: fitted in {seconds:.1f}s; model cached in {model_dir}")
+        return seconds, mem.peak_mib, False, report
+
+    def _score(self, method: OODMethod, key: str, fit_key: str, base: dict, ds: ImageDataset,
+               role: str, group: str, name: str) -> DatasetScores:
+        score_key = digest({**base, "data": ds.fingerprint()})
+        cached = self.cache.load_scores(key, fit_key, score_key)
+        if cached is not None:
+            log(f"{key}: cached scores for {name} ({len(cached.batch)} images)")
+            out = DatasetScores(name, role, group, ds, cached.batch, cached.seconds, cached.peak_mem_mib, True)
+        else:
+            with PeakMemory(method.device) as mem:
+                synchronize(method.device)
+                t0 = time.perf_counter()
+                batch = method.score(ds, desc=f"{key} scoring {name}")
+                synchronize(method.device)
+                seconds = time.perf_counter() - t0
+            if len(batch) != len(ds):
+                raise RuntimeError(f"{key} returned {len(batch)} scores for {len(ds)} images of {name}")
+            for sub, v in batch.scores.items():
+                if not np.isfinite(v).all():
+                    raise RuntimeError(f"{key} produced non-finite {sub} scores on {name}")
+            self.cache.save_scores(key, fit_key, score_key, batch, seconds, mem.peak_mib)
+            log(f"{key}: scored {name}: {len(ds)} images in {seconds:.1f}s ({len(ds) / seconds:.1f} img/s)")
+            out = DatasetScores(name, role, group, ds, batch, seconds, mem.peak_mib, False)
+        out.example = self._example(method, key, fit_key, score_key, ds, name)
+        return out
+
+    def _example(self, method: OODMethod, key: str, fit_key: str, score_key: str,
+                 ds: ImageDataset, name: str) -> Path | None:
+        """The method's picture for this dataset (cached beside the scores), if it has one."""
+        if self.examples_dir is None:
+            return None
+        cached = self.cache.scores_path(key, fit_key, score_key).with_suffix(".png")
+        if not (self.cache.enabled and cached.is_file()):
+            if not method.save_examples(ds, cached):
+                return None
+        dest = self.examples_dir / f"{key}_{_safe(name)}.png"
+        atomic.write_bytes(dest, cached.read_bytes())
+        return dest
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=2, sort_keys=True, default=str)

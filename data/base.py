@@ -1,0 +1,154 @@
+"""The dataset abstraction every method consumes.
+
+An :class:`ImageDataset` is a finite, *ordered* list of images. Item ``i`` is
+``(PIL.Image, label)``; ``label`` is ``-1`` when the set is unlabelled. Order is stable, so
+per-image scores can be written with stable ids and shards of a set merge back cleanly.
+Images come in their native size and mode (``"L"`` or ``"RGB"``); each method's transform
+converts them to the channels/size it needs (:mod:`data.transforms`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Base class: subclasses implement ``__len__``, ``load_image`` and ``identity``.
+
+    Attributes:
+        name: registry name or path the user gave.
+        split: ``"train"`` or ``"test"`` (sets with a single split report ``"test"``).
+        num_classes: number of classes when labelled, else ``None``.
+    """
+
+    def __init__(self, name: str, split: str, num_classes: int | None = None) -> None:
+        self.name = name
+        self.split = split
+        self.num_classes = num_classes
+
+    # -- to implement -------------------------------------------------------------------
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load_image(self, i: int) -> Image.Image:
+        """Image ``i`` in its native size, mode ``"L"`` or ``"RGB"``."""
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, Any]:
+        """JSON-able facts that identify the content (for cache keys)."""
+        raise NotImplementedError
+
+    # -- optional -------------------------------------------------------------------------
+    def label(self, i: int) -> int:
+        return -1
+
+    def item_id(self, i: int) -> str:
+        """Stable id of item ``i``: its index, or its path for folder sets."""
+        return str(i)
+
+    # -- provided -------------------------------------------------------------------------
+    @property
+    def has_labels(self) -> bool:
+        return self.num_classes is not None
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.load_image(i), self.label(i)
+
+    def labels(self) -> np.ndarray:
+        """All labels, shape ``(N,)``, ``-1`` where unknown."""
+        return np.asarray([self.label(i) for i in range(len(self))], dtype=np.int64)
+
+    def item_ids(self) -> list[str]:
+        return [self.item_id(i) for i in range(len(self))]
+
+    def fingerprint(self) -> str:
+        """Short hash of :meth:`identity` plus the length: the dataset part of cache keys."""
+        blob = json.dumps({"len": len(self), **self.identity()}, sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        lab = f"{self.num_classes} classes" if self.has_labels else "unlabelled"
+        return f"{self.name} [{self.split}] {len(self)} images, {lab}"
+
+    def take(self, n: int | None) -> "ImageDataset":
+        """The first ``n`` items (all when ``n`` is None or ≥ len)."""
+        if n is None or n >= len(self):
+            return self
+        return LimitedDataset(self, n)
+
+
+class ArrayDataset(ImageDataset):
+    """Images held in memory as a uint8 array ``(N, H, W)`` (gray) or ``(N, H, W, 3)`` (RGB)."""
+
+    def __init__(
+        self,
+        name: str,
+        split: str,
+        images: np.ndarray,
+        labels: np.ndarray | None = None,
+        num_classes: int | None = None,
+        source: str = "",
+    ) -> None:
+        if images.dtype != np.uint8 or images.ndim not in (3, 4):
+            raise ValueError("images must be uint8 (N,H,W) or (N,H,W,3)")
+        if labels is not None and len(labels) != len(images):
+            raise ValueError("labels and images differ in length")
+        super().__init__(name, split, num_classes if labels is not None else None)
+        self.images = images
+        self._labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load_image(self, i: int) -> Image.Image:
+        return Image.fromarray(self.images[i])  # (H,W) uint8 → "L", (H,W,3) → "RGB"
+
+    def label(self, i: int) -> int:
+        return -1 if self._labels is None else int(self._labels[i])
+
+    def labels(self) -> np.ndarray:
+        if self._labels is None:
+            return np.full(len(self), -1, dtype=np.int64)
+        return self._labels.copy()
+
+    def identity(self) -> dict[str, Any]:
+        h = hashlib.sha1(self.images.tobytes())
+        if self._labels is not None:
+            h.update(self._labels.tobytes())
+        return {"kind": "array", "name": self.name, "split": self.split,
+                "source": self.source, "sha1": h.hexdigest()}
+
+
+class LimitedDataset(ImageDataset):
+    """The first ``n`` items of another dataset (``--limit``); ids are the parent's."""
+
+    def __init__(self, base: ImageDataset, n: int) -> None:
+        super().__init__(base.name, base.split, base.num_classes)
+        self.base = base
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def load_image(self, i: int) -> Image.Image:
+        return self.base.load_image(i)
+
+    def label(self, i: int) -> int:
+        return self.base.label(i)
+
+    def labels(self) -> np.ndarray:
+        return self.base.labels()[: self.n]
+
+    def item_id(self, i: int) -> str:
+        return self.base.item_id(i)
+
+    def identity(self) -> dict[str, Any]:
+        return {"limit": self.n, "base": self.base.fingerprint()}

@@ -1,0 +1,10 @@
+"""OOD detection methods. Importing this package registers every method.
+
+Each method lives in its own subpackage (``dlsr/``, ``lmd/``, ``diffood/``); the shared pieces
+(contract, backbones, training loop, UNet factory) sit beside them.
+"""
+from methods.base import BatchOutput, MethodConfig, OODMethod, RunContext, ScoreBatch
+
+from methods import dlsr as _dlsr  # noqa: F401  (registers "dlsr")
+
+__all__ = ["BatchOutput", "MethodConfig", "OODMethod", "RunContext", "ScoreBatch"]

@@ -1,0 +1,196 @@
+"""The method contract: a typed detector with ``fit`` / ``score`` / ``save`` / ``load``.
+
+Every method subclasses :class:`OODMethod`, declares a config dataclass whose defaults are its
+paper's settings, and registers itself with ``@register_method("name")``. The runner only uses
+this interface. Conventions:
+
+- ``score(data)`` returns a :class:`ScoreBatch`: per-sample scores in dataset order, **higher =
+  more OOD** for every sub-score; ``primary`` names the canonical one (the ``score`` option).
+- Config fields are tagged by the stage they affect (:func:`fit_option` / :func:`score_option`),
+  so changing a scoring option re-scores with the cached model instead of re-training it.
+- ``cost()`` gives network evaluations per scored image, by network, for the cost tables.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+
+from benchmark.progress import log, progress
+from data.base import ImageDataset
+from data.loading import make_loader
+
+
+# ------------------------------------------------------------------------ config helpers
+def fit_option(default: Any, help: str = "") -> Any:
+    """A config field that changes the fitted model (part of the model's cache key)."""
+    return field(default=default, metadata={"stage": "fit", "help": help})
+
+
+def score_option(default: Any, help: str = "") -> Any:
+    """A config field that only changes scoring (the cached model is reused)."""
+    return field(default=default, metadata={"stage": "score", "help": help})
+
+
+@dataclass
+class MethodConfig:
+    """Base of method configs. ``score`` names the canonical sub-score."""
+
+    score: str = score_option("", "which sub-score is the method's canonical OOD score")
+
+    def stage_dict(self, stage: str) -> dict[str, Any]:
+        """The options of one stage (``"fit"`` or ``"score"``) as a plain dict."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.metadata.get("stage", "fit") == stage}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+# ------------------------------------------------------------------------ results
+@dataclass
+class BatchOutput:
+    """What a method computes for one batch: named score tensors ``(B,)`` and optional
+    class predictions ``(B,)`` (for the classifier accuracy of supervised methods)."""
+
+    scores: dict[str, torch.Tensor]
+    predictions: torch.Tensor | None = None
+
+
+@dataclass
+class ScoreBatch:
+    """Scores of a whole dataset, in dataset order.
+
+    Attributes:
+        scores: sub-score name → float64 array ``(N,)``; higher = more OOD for each.
+        primary: the canonical sub-score's name.
+        predictions: int64 class predictions ``(N,)`` or ``None``.
+    """
+
+    scores: dict[str, np.ndarray]
+    primary: str
+    predictions: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.primary not in self.scores:
+            raise ValueError(f"primary score {self.primary!r} not among {sorted(self.scores)}")
+        lens = {len(v) for v in self.scores.values()}
+        if len(lens) != 1:
+            raise ValueError(f"sub-scores differ in length: {lens}")
+
+    @property
+    def canonical(self) -> np.ndarray:
+        return self.scores[self.primary]
+
+    def __len__(self) -> int:
+        return len(self.canonical)
+
+
+@dataclass
+class RunContext:
+    """What the runner hands a method: device, seed, batch size, a folder for checkpoints."""
+
+    device: torch.device
+    seed: int = 0
+    batch_size: int = 256
+    workers: int = 2
+    work_dir: Path | None = None
+    log: Callable[[str], None] = log
+
+
+# ------------------------------------------------------------------------ the base class
+class OODMethod(abc.ABC):
+    """A detector. Subclasses set ``config_cls`` and implement the abstract methods.
+
+    Class attributes:
+        name: registry name (set by ``@register_method``).
+        config_cls: the config dataclass.
+        needs_labels: ``True`` when ``fit`` needs a labelled ID training set.
+        version: bump when a change alters results, so cached models/scores are not reused.
+    """
+
+    name: ClassVar[str] = ""
+    config_cls: ClassVar[type[MethodConfig]] = MethodConfig
+    needs_labels: ClassVar[bool] = False
+    version: ClassVar[str] = "1"
+
+    def __init__(self, config: MethodConfig, ctx: RunContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.device = ctx.device
+
+    # -- to implement -------------------------------------------------------------------
+    @abc.abstractmethod
+    def fit(self, train: ImageDataset) -> None:
+        """Train on the ID training set (labels only if ``needs_labels``)."""
+
+    @abc.abstractmethod
+    def transform(self, img) -> torch.Tensor:
+        """PIL image → the tensor ``score_batch`` takes (usually a :class:`ImageTransform`)."""
+
+    @abc.abstractmethod
+    def score_batch(self, x: torch.Tensor, generator: torch.Generator) -> BatchOutput:
+        """Scores for a batch ``x`` (on ``self.device``); draw randomness from ``generator``."""
+
+    @abc.abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write the trained state into ``directory`` (which exists and is empty)."""
+
+    @abc.abstractmethod
+    def load(self, directory: Path) -> None:
+        """Restore the state written by :meth:`save`."""
+
+    @abc.abstractmethod
+    def cost(self) -> dict[str, float]:
+        """Network evaluations per scored image, by network (e.g. ``{"unet": 96}``)."""
+
+    # -- optional hooks -----------------------------------------------------------------
+    def fit_report(self) -> dict[str, float]:
+        """Facts about the fitted model worth reporting (final loss, train accuracy, …)."""
+        return {}
+
+    def save_examples(self, data: ImageDataset, path: Path) -> bool:
+        """Write a small picture of what the method does on ``data`` to ``path`` (PNG).
+        Returns ``False`` when the method has nothing to show."""
+        return False
+
+    # -- provided -------------------------------------------------------------------------
+    def score(self, data: ImageDataset, desc: str | None = None) -> ScoreBatch:
+        """Score every image of ``data`` in order, in batches of ``ctx.batch_size``.
+
+        Randomness comes from a generator seeded by (seed, dataset fingerprint, batch start),
+        so a dataset's scores do not depend on what was scored before it, and shards that
+        start at batch boundaries reproduce the same scores.
+        """
+        loader = make_loader(data, self.transform, self.ctx.batch_size, self.ctx.workers,
+                             pin_memory=self.device.type == "cuda")
+        fp = data.fingerprint()
+        parts: dict[str, list[np.ndarray]] = {}
+        preds: list[np.ndarray] = []
+        for x, _, idx in progress(loader, desc or f"{self.name} scoring {data.name}", unit="batch"):
+            gen = self.batch_generator(fp, int(idx[0]))
+            with torch.no_grad():
+                out = self.score_batch(x.to(self.device, non_blocking=True), gen)
+            for k, v in out.scores.items():
+                parts.setdefault(k, []).append(v.detach().float().cpu().numpy().astype(np.float64))
+            if out.predictions is not None:
+                preds.append(out.predictions.detach().cpu().numpy().astype(np.int64))
+        scores = {k: np.concatenate(v) for k, v in parts.items()}
+        return ScoreBatch(scores, self.config.score, np.concatenate(preds) if preds else None)
+
+    def batch_generator(self, fingerprint: str, start: int) -> torch.Generator:
+        digest = hashlib.sha1(f"{self.ctx.seed}:{fingerprint}:{start}".encode()).hexdigest()
+        return torch.Generator(device=self.device).manual_seed(int(digest[:15], 16))
+
+    def log(self, msg: str) -> None:
+        self.ctx.log(f"{self.name}: {msg}")

@@ -1,0 +1,188 @@
+"""DLSR: diffusion-based layer-wise semantic reconstruction (Yang et al., NeurIPS 2024).
+
+Fit: extract the multi-layer feature vector ``z0`` (:mod:`methods.dlsr.features`) of every ID
+training image with the frozen backbone, then train the LFDN (:mod:`methods.dlsr.lfdn`) to
+predict ``z0`` from ``z_t``, ``t ~ U{0..T-1}``, on the 100-step scaled-linear schedule
+(diffusers ``DDPMScheduler``, ``prediction_type="sample"``). EMA weights after the first epoch
+and at the end are kept.
+
+Score (higher = more OOD for each):
+
+- ``z_t = √ᾱ_t z0 + √(1−ᾱ_t) ε`` at the distortion step ``t`` (paper: 3), then deterministic DDIM
+  (η = 0, diffusers ``DDIMScheduler``) evaluating the LFDN at ``t, t−1, …, 0``; the last step
+  returns the model's ``x0`` prediction ``ẑ0``. That is ``t + 1`` LFDN evaluations.
+- ``mse``   = mean over the ``c`` dimensions of ``(z0 − ẑ0)²``;
+- ``mfsim`` = −(1/M) Σ_m cos(z0[m], ẑ0[m]) over **all** M layer slices;
+- ``lr``    = err_final − err_first (``err`` = ``mse`` by default, ``lr_base``), the same noise
+  for both models. The paper calls it a likelihood ratio: an image the final model reconstructs
+  much better than the first-epoch model is typical of the ID data; OOD images gain less.
+
+Differences from the released code (``xbyym/DLSR``), on purpose:
+
+- its MFsim skips the first layer slice (a bug; the paper averages all layers) — we use all;
+- its DDIM chain evaluates t = 3, 2, 1 with η = 1 and an off-by-one between the ᾱ used for
+  ε and for the update, returning a sample at noise level ᾱ₀; ours is the clean η = 0 chain
+  ending with the x0 prediction at t = 0 (one more evaluation);
+- its MSE sums over dimensions (we average: same ranking); its LR script draws separate noise
+  per model and subtracts ``first − final`` (we share the noise, and orient the score so that
+  higher = more OOD, as for every score here);
+- its LFDN applies SiLU to the input before the first Linear (see :mod:`methods.dlsr.lfdn`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from benchmark import atomic
+from benchmark.device import autocast
+from benchmark.progress import progress
+from benchmark.registry import register_method
+from data.base import ImageDataset
+from data.loading import make_loader
+from data.transforms import ImageTransform
+from methods.backbones import create_backbone
+from methods.base import BatchOutput, OODMethod
+from methods.dlsr.config import DLSRConfig
+from methods.dlsr.features import MultiLayerFeatures, layerwise_cosine
+from methods.dlsr.lfdn import LFDN
+from methods.training import TrainSpec, train
+
+
+@register_method("dlsr")
+class DLSR(OODMethod):
+    """Feature-space diffusion reconstruction; unsupervised (labels are ignored)."""
+
+    config_cls = DLSRConfig
+    needs_labels = False
+    version = "1"
+    config: DLSRConfig
+
+    def __init__(self, config: DLSRConfig, ctx) -> None:
+        super().__init__(config, ctx)
+        self._transform = ImageTransform(config.image_size, channels=3)
+        self.features: MultiLayerFeatures | None = None
+        self.model: LFDN | None = None
+        self.first_model: LFDN | None = None
+        self.losses: list[float] = []
+
+    # ------------------------------------------------------------------ pieces
+    def noise_scheduler(self) -> DDPMScheduler:
+        c = self.config
+        return DDPMScheduler(num_train_timesteps=c.timesteps, beta_start=c.beta_start, beta_end=c.beta_end,
+                             beta_schedule="scaled_linear", prediction_type="sample", clip_sample=False)
+
+    def ddim_scheduler(self) -> DDIMScheduler:
+        sched = DDIMScheduler.from_config(self.noise_scheduler().config, set_alpha_to_one=True)
+        sched.set_timesteps(self.config.timesteps)  # stride 1: t → t−1 → … → 0 → clean
+        return sched
+
+    def _ensure_features(self) -> MultiLayerFeatures:
+        if self.features is None:
+            c = self.config
+            backbone, cfg = create_backbone(c.backbone, c.weights, tuple(c.layers) or None)
+            self.features = MultiLayerFeatures(backbone, cfg["mean"], cfg["std"], cfg["channels"]).to(self.device)
+            self.backbone_info = cfg
+        return self.features
+
+    def transform(self, img) -> torch.Tensor:
+        return self._transform(img)
+
+    def extract(self, data: ImageDataset, desc: str) -> torch.Tensor:
+        """Feature vectors ``(N, c)`` of every image, in dataset order (float32, CPU)."""
+        feats = self._ensure_features()
+        loader = make_loader(data, self.transform, self.ctx.batch_size, self.ctx.workers)
+        out = []
+        with torch.no_grad():
+            for x, _, _ in progress(loader, desc, unit="batch"):
+                with autocast(self.device):
+                    out.append(feats(x.to(self.device)).float().cpu())
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------ contract
+    def fit(self, train_set: ImageDataset) -> None:
+        c = self.config
+        work = self.ctx.work_dir
+        cache = work / "train_features.pt" if work is not None else None
+        if cache is not None and cache.is_file():
+            z = torch.load(cache, weights_only=True)
+            self._ensure_features()
+            self.log(f"reusing {len(z)} cached training features")
+        else:
+            z = self.extract(train_set, f"dlsr features {train_set.name}")
+            if cache is not None:
+                atomic.write_with(cache, lambda p: torch.save(z, p))
+        feats = self._ensure_features()
+        self.log(f"training LFDN (dim {feats.dim}, width {c.width}, {c.blocks} blocks) on {len(z)} vectors")
+        sched = self.noise_scheduler()
+        alphas = sched.alphas_cumprod.to(self.device)
+
+        def loss_fn(model, batch, g):
+            (z0,) = batch
+            t = torch.randint(0, c.timesteps, (len(z0),), device=z0.device, generator=g)
+            eps = torch.randn(z0.shape, device=z0.device, generator=g)
+            a = alphas[t].unsqueeze(1)
+            zt = a.sqrt() * z0 + (1 - a).sqrt() * eps  # = sched.add_noise(z0, eps, t)
+            return F.mse_loss(model(zt, t).float(), z0)
+
+        spec = TrainSpec(epochs=c.epochs, batch_size=c.train_batch_size, lr=c.lr, weight_decay=c.weight_decay,
+                         ema_decay=c.ema_decay, keep_first_epoch=True, drop_last=False)
+        res = train(LFDN(feats.dim, c.width, c.blocks), (z,), loss_fn, spec, self.device,
+                    self.ctx.seed, work, desc="dlsr LFDN")
+        self.model = res.model
+        self.first_model = LFDN(feats.dim, c.width, c.blocks).to(self.device).eval()
+        self.first_model.load_state_dict(res.first_epoch_state)
+        self.losses = res.epoch_losses
+        if cache is not None:
+            cache.unlink(missing_ok=True)
+
+    def reconstruct(self, model: LFDN, z0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Noise ``z0`` to ``t`` with ``eps`` and run the DDIM chain back to the x0 estimate."""
+        sched = self.ddim_scheduler()
+        t = self.config.t
+        zt = sched.add_noise(z0, eps, torch.full((len(z0),), t, dtype=torch.long, device=z0.device))
+        for s in range(t, -1, -1):
+            with autocast(self.device):
+                pred = model(zt, torch.full((len(z0),), s, device=z0.device)).float()
+            zt = sched.step(pred, s, zt, eta=0.0).prev_sample
+        return zt
+
+    def _errors(self, z0: torch.Tensor, rec: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"mse": ((z0 - rec) ** 2).mean(dim=1),
+                "mfsim": -layerwise_cosine(z0, rec, self.features.slices)}
+
+    def score_batch(self, x: torch.Tensor, generator: torch.Generator) -> BatchOutput:
+        with autocast(self.device):
+            z0 = self.features(x).float()
+        eps = torch.randn(z0.shape, device=z0.device, generator=generator)
+        scores = self._errors(z0, self.reconstruct(self.model, z0, eps))
+        if self.config.lr_score:
+            first = self._errors(z0, self.reconstruct(self.first_model, z0, eps))
+            base = self.config.lr_base
+            scores["lr"] = scores[base] - first[base]
+        return BatchOutput(scores)
+
+    def save(self, directory: Path) -> None:
+        torch.save({"final": self.model.state_dict(), "first": self.first_model.state_dict(),
+                    "dim": self.features.dim, "losses": self.losses}, directory / "lfdn.pt")
+
+    def load(self, directory: Path) -> None:
+        c = self.config
+        state = torch.load(directory / "lfdn.pt", map_location=self.device, weights_only=False)
+        feats = self._ensure_features()
+        if feats.dim != state["dim"]:
+            raise RuntimeError(f"cached LFDN has dim {state['dim']} but the backbone gives {feats.dim}")
+        self.model = LFDN(feats.dim, c.width, c.blocks).to(self.device).eval()
+        self.model.load_state_dict(state["final"])
+        self.first_model = LFDN(feats.dim, c.width, c.blocks).to(self.device).eval()
+        self.first_model.load_state_dict(state["first"])
+        self.losses = state["losses"]
+
+    def cost(self) -> dict[str, float]:
+        lfdn = (self.config.t + 1) * (2 if self.config.lr_score else 1)
+        return {"backbone": 1.0, "lfdn": float(lfdn)}
+
+    def fit_report(self) -> dict[str, float]:
+        return {"final_train_loss": self.losses[-1]} if self.losses else {}

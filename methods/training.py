@@ -1,0 +1,167 @@
+"""One training loop for every network the methods train (LFDN, UNets, the classifier).
+
+It owns what is the same everywhere: shuffling in-memory tensors into batches, the optimiser
+(AdamW or SGD), linear warmup and an optional cosine decay, gradient clipping, EMA (diffusers
+``EMAModel``), bf16 autocast on GPU, a progress bar, and checkpoints every few epochs that an
+interrupted run resumes from. What differs — the loss — comes in as ``loss_fn``.
+
+Randomness is derived from (seed, epoch), so a resumed training equals an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from diffusers.training_utils import EMAModel
+from torch import nn
+
+from benchmark import atomic
+from benchmark.device import autocast
+from benchmark.progress import log, progress
+
+LossFn = Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Generator], torch.Tensor]
+
+
+@dataclass
+class TrainSpec:
+    """Optimisation settings. ``warmup_steps`` ramps the lr linearly from 0; ``schedule`` is
+    ``"constant"`` or ``"cosine"`` (to 0 at the last step); ``ema_decay=None`` disables EMA."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"
+    momentum: float = 0.9
+    nesterov: bool = False
+    warmup_steps: int = 0
+    schedule: str = "constant"
+    grad_clip: float | None = None
+    ema_decay: float | None = None
+    checkpoint_every: int = 10
+    keep_first_epoch: bool = False
+    drop_last: bool = True
+
+
+@dataclass
+class TrainResult:
+    """The trained model (EMA weights when EMA is on), the EMA weights after the first epoch
+    (when asked for), and the mean loss of every epoch."""
+
+    model: nn.Module
+    first_epoch_state: dict[str, torch.Tensor] | None
+    epoch_losses: list[float]
+
+
+def _lr_factor(step: int, total: int, spec: TrainSpec) -> float:
+    f = 1.0
+    if spec.warmup_steps > 0:
+        f = min(1.0, (step + 1) / spec.warmup_steps)
+    if spec.schedule == "cosine":
+        f *= 0.5 * (1 + math.cos(math.pi * min(step, total) / max(1, total)))
+    return f
+
+
+def _make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if spec.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
+                               weight_decay=spec.weight_decay, nesterov=spec.nesterov)
+    raise ValueError(f"unknown optimizer {spec.optimizer!r}")
+
+
+def _ema_weights(model: nn.Module, ema: EMAModel | None) -> nn.Module:
+    out = copy.deepcopy(model)
+    if ema is not None:
+        ema.copy_to(out.parameters())
+    return out.eval()
+
+
+def train(
+    model: nn.Module,
+    tensors: tuple[torch.Tensor, ...],
+    loss_fn: LossFn,
+    spec: TrainSpec,
+    device: torch.device,
+    seed: int,
+    work_dir: Path | None = None,
+    desc: str = "training",
+) -> TrainResult:
+    """Train ``model`` on in-memory ``tensors`` (CPU, first dim = samples).
+
+    Each step calls ``loss_fn(model, batch, generator)`` with the batch tensors on ``device``.
+    With ``work_dir``, a checkpoint ``train_state.pt`` is written every ``checkpoint_every``
+    epochs and picked up by the next call with the same ``work_dir``.
+    """
+    n = len(tensors[0])
+    steps_per_epoch = n // spec.batch_size if spec.drop_last else math.ceil(n / spec.batch_size)
+    if steps_per_epoch == 0:
+        steps_per_epoch, drop_last = 1, False  # fewer samples than a batch: one partial batch
+    else:
+        drop_last = spec.drop_last
+    total = steps_per_epoch * spec.epochs
+
+    model.to(device).train()
+    opt = _make_optimizer(model, spec)
+    ema = EMAModel(model.parameters(), decay=spec.ema_decay) if spec.ema_decay else None
+    first_state: dict[str, torch.Tensor] | None = None
+    losses: list[float] = []
+    start_epoch = 0
+    ckpt = work_dir / "train_state.pt" if work_dir is not None else None
+    if ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        first_state, losses, start_epoch = state["first"], state["losses"], state["epoch"]
+        log(f"{desc}: resuming from epoch {start_epoch} ({ckpt})")
+
+    def save_checkpoint(epoch: int) -> None:
+        state = {"model": model.state_dict(), "opt": opt.state_dict(),
+                 "ema": ema.state_dict() if ema is not None else None,
+                 "first": first_state, "losses": losses, "epoch": epoch}
+        atomic.write_with(ckpt, lambda p: torch.save(state, p))
+
+    bar = progress(range(start_epoch, spec.epochs), desc, unit="epoch")
+    for epoch in bar:
+        g_cpu = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        g_dev = torch.Generator(device=device).manual_seed(seed * 100_003 + epoch)
+        perm = torch.randperm(n, generator=g_cpu)
+        total_loss, count = 0.0, 0
+        for b in range(steps_per_epoch):
+            idx = perm[b * spec.batch_size:(b + 1) * spec.batch_size]
+            if drop_last and len(idx) < spec.batch_size:
+                break
+            batch = tuple(t[idx].to(device, non_blocking=True) for t in tensors)
+            step = epoch * steps_per_epoch + b
+            for group in opt.param_groups:
+                group["lr"] = spec.lr * _lr_factor(step, total, spec)
+            with autocast(device):
+                loss = loss_fn(model, batch, g_dev)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if spec.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            opt.step()
+            if ema is not None:
+                ema.step(model.parameters())
+            total_loss += float(loss.detach()) * len(idx)
+            count += len(idx)
+        losses.append(total_loss / max(count, 1))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if epoch == 0 and spec.keep_first_epoch:
+            first_state = {k: v.detach().cpu().clone() for k, v in _ema_weights(model, ema).state_dict().items()}
+        done = epoch + 1
+        if ckpt is not None and (done % spec.checkpoint_every == 0) and done < spec.epochs:
+            save_checkpoint(done)
+    final = _ema_weights(model, ema)
+    if ckpt is not None and ckpt.exists():
+        ckpt.unlink()  # training finished; the method saves its own final state
+    return TrainResult(final, first_state, losses)

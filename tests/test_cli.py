@@ -1,0 +1,110 @@
+"""End-to-end CLI runs on tiny settings, and the one-line errors."""
+import json
+import warnings
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmark.cli import main
+from helpers import write_images
+
+TINY_DLSR = ["--set", "dlsr.image_size=32", "dlsr.width=32", "dlsr.blocks=1", "dlsr.epochs=2"]
+
+
+def test_dlsr_end_to_end_with_registry_and_folder_ood(tmp_path, capsys):
+    write_images(tmp_path / "myood" / "a", 6, size=20)
+    write_images(tmp_path / "myood" / "b" / "deeper", 4, size=20, ext="jpg")
+    out = tmp_path / "run"
+    rc = main(["run", "--method", "dlsr", "--id", "digits", "--ood", "noise", str(tmp_path / "myood"),
+               "--out", str(out), "--device", "cpu", "--limit", "40", "--quiet", *TINY_DLSR])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "dlsr" in printed and "noise" in printed and "myood" in printed and "leaderboard.tex" in printed
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["status"] == "complete" and man["methods"]["dlsr"]["config"]["epochs"] == 2
+    assert man["versions"]["torch"] and man["device"]["type"] == "cpu" and "fpr95" in man["conventions"]
+    scores = pd.read_csv(out / "scores.csv")
+    assert len(scores) == 40 + 40 + 10
+    assert {"mse", "mfsim", "lr", "score", "item_id", "label"} <= set(scores.columns)
+    folder_ids = scores[scores["dataset"] == "myood"]["item_id"].tolist()
+    assert "b/deeper/img_000.jpg" in folder_ids
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert set(metrics["ood"]) >= {"noise", "myood", "mean"}
+    assert (metrics["img_per_s"] > 0).all() and (metrics["nfe"] == 9).all()
+    for f in ("leaderboard.csv", "leaderboard.tex", "leaderboard.md", "plots/hist_dlsr_noise.png",
+              "plots/hist_dlsr_myood.png"):
+        assert (out / f).stat().st_size > 0, f
+    assert Image.open(out / "plots" / "hist_dlsr_noise.png").size[0] > 300
+    tex = (out / "leaderboard.tex").read_text()
+    assert "\\toprule" in tex and "\\textbf{" in tex
+
+    # the same command again: everything from the cache, identical scores
+    rc = main(["run", "--method", "dlsr", "--id", "digits", "--ood", "noise", str(tmp_path / "myood"),
+               "--out", str(tmp_path / "run2"), "--device", "cpu", "--limit", "40", "--quiet", *TINY_DLSR])
+    assert rc == 0
+    again = pd.read_csv(tmp_path / "run2" / "scores.csv")
+    pd.testing.assert_series_equal(scores["score"], again["score"])
+    man2 = json.loads((tmp_path / "run2" / "manifest.json").read_text())
+    assert man2["timings"]["dlsr/seed0"]["fit_cached"] and man2["timings"]["dlsr/seed0"]["scores_cached"]
+
+
+def _err(capsys, argv):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return rc, err[-1] if err else ""
+
+
+def test_missing_dataset_is_one_line_and_exit_2(tmp_path, capsys):
+    rc, line = _err(capsys, ["run", "--method", "test-mean", "--id", "cifar10", "--ood", "svhn",
+                             "--data-root", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert rc == 2 and line.startswith("error: cifar10 not found under") and "--download" in line
+    assert not (tmp_path / "o").exists()  # nothing started
+
+
+def test_unreadable_image_in_ood_folder(tmp_path, capsys):
+    write_images(tmp_path / "f", 2)
+    (tmp_path / "f" / "x.jpg").write_bytes(b"garbage")
+    rc, line = _err(capsys, ["run", "--method", "test-mean", "--id", "digits", "--ood", str(tmp_path / "f"),
+                             "--out", str(tmp_path / "o"), "--quiet"])
+    assert rc == 2 and "x.jpg" in line and "--skip-unreadable" in line
+    rc = main(["run", "--method", "test-mean", "--id", "digits", "--ood", str(tmp_path / "f"),
+               "--out", str(tmp_path / "o"), "--quiet", "--skip-unreadable", "--limit", "20"])
+    assert rc == 0
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--method", "test-labelled", "--id", "textures", "--ood", "noise"], "needs class labels"),
+    (["--method", "dlsr", "--ood", "noise", "--set", "dlsr.nope=1"], "unknown option(s) dlsr.nope"),
+    (["--method", "dlsr", "--ood", "noise", "--set", "dlsr.backbone=tf_efficientnet_b4"], "efficientnet-b4-6ed6700e.pth not found"),
+    (["--method", "dlsr", "--ood", "noise", "--device", "cuda:7"], "--device cuda:7"),
+    (["--method", "nope", "--ood", "noise"], "unknown method 'nope'"),
+])
+def test_bad_input_errors(tmp_path, capsys, monkeypatch, argv, needle):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rc, line = _err(capsys, ["run", *argv, "--out", str(tmp_path / "o"), "--quiet", "--limit", "10"])
+    assert rc == 2 and line.startswith("error: ") and needle in line
+
+
+def test_list_shows_methods_datasets_and_options(capsys):
+    assert main(["list", "--options"]) == 0
+    out = capsys.readouterr().out
+    assert "dlsr" in out and "digits59" in out and "cifar10" in out and "dlsr.t = 3" in out
+
+
+def test_leaderboard_reexport_merges_runs(tmp_path, capsys):
+    for name, ood in (("r1", "noise"), ("r2", "textures")):
+        assert main(["run", "--method", "test-mean", "--id", "digits", "--ood", ood, "--out",
+                     str(tmp_path / name), "--quiet", "--limit", "30"]) == 0
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # disjoint runs: no duplicate rows
+        assert main(["leaderboard", str(tmp_path / "r1"), str(tmp_path / "r2"), "--format", "csv"]) == 0
+    df = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out), comment="#", index_col=0)
+    assert {"noise", "textures", "avg"} <= set(df.columns)
+    r1 = pd.read_csv(tmp_path / "r1" / "leaderboard.csv", comment="#", index_col=0)
+    assert df.at["test-mean", "noise"] == pytest.approx(r1.at["test-mean", "noise"])
+    assert main(["leaderboard", str(tmp_path / "nothing")]) == 2
