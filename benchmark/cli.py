@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--download", action="store_true", default=None, help="let torchvision download missing sets")
     r.add_argument("--batch-size", type=int, help="images per scoring batch (default: per method)")
     r.add_argument("--workers", type=int, help="DataLoader workers for sets read from disk (default 2)")
-    r.add_argument("--limit", type=int, help="use only the first N images of every set (quick looks)")
+    r.add_argument("--limit", type=int, help="score only the first N images of the ID test set and of every OOD set (quick looks)")
+    r.add_argument("--train-limit", type=int, help="fit on only the first N images of the ID training set")
     r.add_argument("--set", dest="sets", nargs="+", default=[], metavar="M.OPT=V",
                    help="method options, e.g. dlsr.score=mse lmd.reps=4")
     r.add_argument("--cache-dir", help="model/score cache (default results/cache)")
@@ -80,7 +81,7 @@ def build_run_config(args: argparse.Namespace):
     elif args.seed is not None:
         cfg.seeds = [args.seed]
     for flag, attr in (("device", "device"), ("data_root", "data_root"), ("download", "download"),
-                       ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"),
+                       ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"), ("train_limit", "train_limit"),
                        ("cache_dir", "cache_dir"), ("skip_unreadable", "skip_unreadable"), ("out", "out")):
         v = getattr(args, flag)
         if v is not None:

@@ -52,6 +52,7 @@ class RunConfig:
     batch_size: int | None = None
     workers: int = 2
     limit: int | None = None
+    train_limit: int | None = None
     out: str | None = None
     cache_dir: str = str(DEFAULT_CACHE)
     use_cache: bool = True

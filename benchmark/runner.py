@@ -112,8 +112,9 @@ def prepare(cfg: RunConfig) -> PreparedRun:
         raise ConfigError("no method given; use --method NAME (see `ood-bench list`)")
     if not cfg.ood:
         raise ConfigError("no OOD set given; use --ood NAME_OR_FOLDER ...")
-    if cfg.limit is not None and cfg.limit <= 0:
-        raise ConfigError("--limit must be a positive number of images")
+    for flag, v in (("--limit", cfg.limit), ("--train-limit", cfg.train_limit)):
+        if v is not None and v <= 0:
+            raise ConfigError(f"{flag} must be a positive number of images")
     device = resolve_device(cfg.device)
     methods: dict[str, tuple[type[OODMethod], MethodConfig]] = {}
     for name in cfg.methods:
@@ -123,10 +124,11 @@ def prepare(cfg: RunConfig) -> PreparedRun:
         cls = METHODS.get(key)
         opts = {**cfg.method_options.get(key, {}), **(cfg.method_options.get(name, {}) if name != key else {})}
         methods[key] = (cls, build_dataclass(cls.config_cls, opts, key))
+        cls.preflight(methods[key][1])
     for name in cfg.method_options:
         METHODS.canonical(name)  # an option for an unknown method is a typo: say so
     ctx = DataContext(root=Path(cfg.data_root), download=cfg.download, skip_unreadable=cfg.skip_unreadable)
-    id_train = load_dataset(cfg.id, "train", ctx).take(cfg.limit)
+    id_train = load_dataset(cfg.id, "train", ctx).take(cfg.train_limit)
     id_test = load_dataset(cfg.id, "test", ctx).take(cfg.limit)
     oods: dict[str, ImageDataset] = {}
     groups: dict[str, str] = {}

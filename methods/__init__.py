@@ -6,5 +6,6 @@ Each method lives in its own subpackage (``dlsr/``, ``lmd/``, ``diffood/``); the
 from methods.base import BatchOutput, MethodConfig, OODMethod, RunContext, ScoreBatch
 
 from methods import dlsr as _dlsr  # noqa: F401  (registers "dlsr")
+from methods import lmd as _lmd  # noqa: F401  (registers "lmd")
 
 __all__ = ["BatchOutput", "MethodConfig", "OODMethod", "RunContext", "ScoreBatch"]

@@ -155,6 +155,11 @@ class OODMethod(abc.ABC):
         """Network evaluations per scored image, by network (e.g. ``{"unet": 96}``)."""
 
     # -- optional hooks -----------------------------------------------------------------
+    @classmethod
+    def preflight(cls, config: MethodConfig) -> None:
+        """Cheap checks run before any work (weights on disk, files exist); raise a
+        :class:`~benchmark.errors.UserError` naming the problem and the fix."""
+
     def fit_report(self) -> dict[str, float]:
         """Facts about the fitted model worth reporting (final loss, train accuracy, …)."""
         return {}

@@ -92,12 +92,13 @@ def train(
     seed: int,
     work_dir: Path | None = None,
     desc: str = "training",
+    checkpoint_name: str = "train_state",
 ) -> TrainResult:
     """Train ``model`` on in-memory ``tensors`` (CPU, first dim = samples).
 
     Each step calls ``loss_fn(model, batch, generator)`` with the batch tensors on ``device``.
-    With ``work_dir``, a checkpoint ``train_state.pt`` is written every ``checkpoint_every``
-    epochs and picked up by the next call with the same ``work_dir``.
+    With ``work_dir``, a checkpoint ``<checkpoint_name>.pt`` is written every ``checkpoint_every``
+    epochs and picked up by the next call with the same ``work_dir`` and name.
     """
     n = len(tensors[0])
     steps_per_epoch = n // spec.batch_size if spec.drop_last else math.ceil(n / spec.batch_size)
@@ -113,7 +114,7 @@ def train(
     first_state: dict[str, torch.Tensor] | None = None
     losses: list[float] = []
     start_epoch = 0
-    ckpt = work_dir / "train_state.pt" if work_dir is not None else None
+    ckpt = work_dir / f"{checkpoint_name}.pt" if work_dir is not None else None
     if ckpt is not None and ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])

@@ -17,7 +17,7 @@ def test_dlsr_end_to_end_with_registry_and_folder_ood(tmp_path, capsys):
     write_images(tmp_path / "myood" / "b" / "deeper", 4, size=20, ext="jpg")
     out = tmp_path / "run"
     rc = main(["run", "--method", "dlsr", "--id", "digits", "--ood", "noise", str(tmp_path / "myood"),
-               "--out", str(out), "--device", "cpu", "--limit", "40", "--quiet", *TINY_DLSR])
+               "--out", str(out), "--device", "cpu", "--limit", "40", "--train-limit", "40", "--quiet", *TINY_DLSR])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "dlsr" in printed and "noise" in printed and "myood" in printed and "leaderboard.tex" in printed
@@ -41,7 +41,7 @@ def test_dlsr_end_to_end_with_registry_and_folder_ood(tmp_path, capsys):
 
     # the same command again: everything from the cache, identical scores
     rc = main(["run", "--method", "dlsr", "--id", "digits", "--ood", "noise", str(tmp_path / "myood"),
-               "--out", str(tmp_path / "run2"), "--device", "cpu", "--limit", "40", "--quiet", *TINY_DLSR])
+               "--out", str(tmp_path / "run2"), "--device", "cpu", "--limit", "40", "--train-limit", "40", "--quiet", *TINY_DLSR])
     assert rc == 0
     again = pd.read_csv(tmp_path / "run2" / "scores.csv")
     pd.testing.assert_series_equal(scores["score"], again["score"])

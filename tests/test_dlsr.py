@@ -9,7 +9,7 @@ from data import DataContext, load_dataset
 from methods.backbones import create_backbone, load_by_order
 from methods.base import RunContext
 from methods.dlsr import DLSR, DLSRConfig
-from methods.dlsr.features import layerwise_cosine, standardize
+from methods.features import layerwise_cosine, standardize
 from methods.dlsr.lfdn import LFDN
 
 

@@ -43,10 +43,10 @@ from benchmark.registry import register_method
 from data.base import ImageDataset
 from data.loading import make_loader
 from data.transforms import ImageTransform
-from methods.backbones import create_backbone
+from methods.backbones import create_backbone, resolve_weights_file
 from methods.base import BatchOutput, OODMethod
 from methods.dlsr.config import DLSRConfig
-from methods.dlsr.features import MultiLayerFeatures, layerwise_cosine
+from methods.features import MultiLayerFeatures, layerwise_cosine
 from methods.dlsr.lfdn import LFDN
 from methods.training import TrainSpec, train
 
@@ -67,6 +67,10 @@ class DLSR(OODMethod):
         self.model: LFDN | None = None
         self.first_model: LFDN | None = None
         self.losses: list[float] = []
+
+    @classmethod
+    def preflight(cls, config: DLSRConfig) -> None:
+        resolve_weights_file(config.backbone, config.weights)
 
     # ------------------------------------------------------------------ pieces
     def noise_scheduler(self) -> DDPMScheduler:

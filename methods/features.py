@@ -1,4 +1,4 @@
-"""DLSR's multi-layer semantic feature vector.
+"""Multi-layer semantic feature vectors of a frozen backbone (DLSR's features; LMD's deep-feature distance).
 
 For an image batch ``x`` of shape ``(B, 3, H, W)`` in ``[0, 1]``:
 
