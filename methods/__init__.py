@@ -7,5 +7,6 @@ from methods.base import BatchOutput, MethodConfig, OODMethod, RunContext, Score
 
 from methods import dlsr as _dlsr  # noqa: F401  (registers "dlsr")
 from methods import lmd as _lmd  # noqa: F401  (registers "lmd")
+from methods import diffood as _diffood  # noqa: F401  (registers "diffood")
 
 __all__ = ["BatchOutput", "MethodConfig", "OODMethod", "RunContext", "ScoreBatch"]

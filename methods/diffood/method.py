@@ -1,0 +1,247 @@
+"""DiffOOD: diffusion denoising for perceptron bias (Liu et al., 2022, arXiv 2211.11255).
+
+A classifier is over-confident on some regions of input space. Noise an image a little and
+denoise it with a class-conditional diffusion model guided toward the classifier's prediction:
+ID images come back close in the classifier's eyes; OOD images move.
+
+Fit (needs ID labels): the ResNet-18 32×32 classifier (:mod:`methods.diffood.classifier`; SGD
+lr 0.1, momentum 0.9 Nesterov, wd 5e-4, cosine, crop + flip) and a class-conditional
+``UNet2DModel`` with ``num_class_embeds = K + 1`` (index K = null class; labels dropped to null
+with probability 0.1), linear betas 1e-4..0.02 over 1000 steps, ε-prediction, AdamW, warmup,
+clipping, EMA. Either can be loaded instead (``classifier_path``, ``unet_path``).
+
+Score, per image ``x`` in ``[0, 1]`` (:mod:`methods.diffood.guidance`):
+
+1. ``y = argmax`` of the classifier on ``x``;
+2. ``r`` noises ``ε_k``; reference copies ``x_ref,k`` = ``x`` noised to t = 0 (ᾱ₀ = 0.9999), not denoised;
+3. for each ``t`` (paper: 240): noise to ``t`` with the same ``ε_k``, guided DDIM (stride 20,
+   scale 3) to level 0, clamp to ``[0, 1]``;
+4. ``score = mean_k ‖v(x_ref,k) − v(x_den,k)‖₁`` with ``v`` the L2-normalised logits
+   (``logit``), 512-d features (``feature``) or pixels (``pixel``). Higher = more OOD.
+
+Sub-scores are named ``<space>@<t>``; the classifier's predictions on the ID test set give the
+ID accuracy in the results. The reference code scores 1000 random images per set; we score all.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DModel
+
+from benchmark.errors import ConfigError, MissingWeightsError
+from benchmark.registry import register_method
+from data.base import ImageDataset
+from data.loading import materialize
+from data.transforms import ImageTransform
+from methods.backbones import load_by_order
+from methods.base import BatchOutput, OODMethod
+from methods.diffood.classifier import Classifier, random_crop
+from methods.diffood.config import DiffOODConfig
+from methods.diffood.guidance import ddim_timesteps, guided_denoise
+from methods.examples import N_EXAMPLES, save_grid
+from methods.training import TrainSpec, train
+from methods.unet import build_unet, ddpm_scheduler, epsilon_loss, load_unet, random_hflip
+
+
+@register_method("diffood")
+class DiffOOD(OODMethod):
+    """Guided DDIM denoising toward the predicted class; change of the classifier's view. Needs labels."""
+
+    config_cls = DiffOODConfig
+    needs_labels = True
+    version = "1"
+    default_batch_size = 32
+    config: DiffOODConfig
+
+    def __init__(self, config: DiffOODConfig, ctx) -> None:
+        super().__init__(config, ctx)
+        self._transform = ImageTransform(config.image_size, config.channels)
+        self.scheduler = ddpm_scheduler(config.diffusion_steps, config.beta_start, config.beta_end)
+        self.classifier: Classifier | None = None
+        self.unet: UNet2DModel | None = None
+        self.num_classes = 0
+        self.report: dict[str, float] = {}
+        self._examples: dict[str, torch.Tensor] = {}
+        self._first_batch: torch.Tensor | None = None
+
+    @classmethod
+    def with_budget(cls, config: DiffOODConfig, steps: int | None, reps: int | None) -> DiffOODConfig:
+        # steps = guided DDIM steps from the first timestep: stride = t / steps
+        changes: dict = {"repeats": reps} if reps else {}
+        if steps:
+            t = config.timesteps[0]
+            if t % steps:
+                raise ConfigError(f"--steps {steps} does not divide diffood's timestep {t}; use a divisor of {t}")
+            changes["stride"] = t // steps
+        return dataclasses.replace(config, **changes)
+
+    def budget(self) -> dict[str, float]:
+        c = self.config
+        return {"steps": float(sum(len(ddim_timesteps(t, c.stride)) for t in c.timesteps)), "reps": float(c.repeats)}
+
+    @classmethod
+    def preflight(cls, config: DiffOODConfig) -> None:
+        if config.classifier_path and not Path(config.classifier_path).expanduser().is_file():
+            raise MissingWeightsError(f"classifier checkpoint {config.classifier_path} does not exist")
+        if config.unet_path:
+            load_unet(config.unet_path, config.image_size, config.channels)
+
+    def transform(self, img) -> torch.Tensor:
+        return self._transform(img)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train_set: ImageDataset) -> None:
+        c = self.config
+        x, y = materialize(train_set, self.transform, 1024, self.ctx.workers)
+        if (y < 0).any():
+            raise ConfigError(f"diffood needs class labels, but {train_set.name} has unlabelled images")
+        self.num_classes = int(train_set.num_classes)
+        self.classifier = self._fit_classifier(x, y)
+        self.unet = self._fit_unet(x, y)
+
+    def _fit_classifier(self, x: torch.Tensor, y: torch.Tensor) -> Classifier:
+        c = self.config
+        clf = Classifier(self.num_classes, c.channels, c.classifier_width)
+        xf = x.float() / 255
+        clf.set_normalization(xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
+        if c.classifier_path:
+            state = torch.load(Path(c.classifier_path).expanduser(), map_location="cpu", weights_only=False)
+            state = state.get("state_dict", state) if isinstance(state, dict) else state
+            if any(k.startswith("net.") for k in state):
+                clf.load_state_dict(state)
+            else:  # OpenOOD / torchvision naming: the network only, same tensor order
+                load_by_order(clf.net, state, source=c.classifier_path)
+            self.log(f"using the classifier in {c.classifier_path}")
+            return clf.to(self.device).eval()
+        pad = c.classifier_crop_pad * c.image_size // 32
+
+        def loss_fn(model, batch, g):
+            xb, yb = batch[0].float() / 255, batch[1]
+            xb = random_crop(xb, pad, g)
+            if c.hflip:
+                xb = random_hflip(xb, g)
+            return F.cross_entropy(model(xb)[0].float(), yb)
+
+        self.log(f"training the ResNet-18 classifier (width {c.classifier_width}) on {len(x)} images, "
+                 f"{self.num_classes} classes, {c.classifier_epochs} epochs")
+        spec = TrainSpec(epochs=c.classifier_epochs, batch_size=c.classifier_batch_size, lr=c.classifier_lr,
+                         weight_decay=c.classifier_weight_decay, optimizer="sgd", momentum=c.classifier_momentum,
+                         nesterov=True, schedule="cosine", checkpoint_every=c.checkpoint_every)
+        res = train(clf, (x, y), loss_fn, spec, self.device, self.ctx.seed, self.ctx.work_dir,
+                    desc="diffood classifier", checkpoint_name="classifier_state")
+        clf = res.model.eval()
+        with torch.no_grad():
+            pred = torch.cat([clf(xb.to(self.device).float() / 255)[0].argmax(1).cpu() for xb in x.split(512)])
+        self.report.update(classifier_train_acc=float((pred == y).float().mean()),
+                           classifier_final_loss=res.epoch_losses[-1])
+        return clf
+
+    def _fit_unet(self, x: torch.Tensor, y: torch.Tensor) -> UNet2DModel:
+        c = self.config
+        if c.unet_path:
+            unet = load_unet(c.unet_path, c.image_size, c.channels)
+            if unet.config.num_class_embeds != self.num_classes + 1:
+                raise ConfigError(f"UNet in {c.unet_path} has {unet.config.num_class_embeds} class embeddings; "
+                                  f"diffood needs {self.num_classes + 1} (classes + null)")
+            return unet.to(self.device).eval()
+        unet = build_unet(c.image_size, c.channels, c.base_channels, tuple(c.channel_mult), c.layers_per_block,
+                          tuple(c.attention_resolutions), c.dropout, num_class_embeds=self.num_classes + 1,
+                          norm_num_groups=c.norm_groups)
+        alphas = self.scheduler.alphas_cumprod.to(self.device)
+        null = self.num_classes
+
+        def loss_fn(model, batch, g):
+            x0 = batch[0].float() / 127.5 - 1.0
+            if c.hflip:
+                x0 = random_hflip(x0, g)
+            drop = torch.rand(len(x0), device=x0.device, generator=g) < c.label_dropout
+            labels = torch.where(drop, torch.full_like(batch[1], null), batch[1])
+            return epsilon_loss(model, x0, alphas, g, class_labels=labels)
+
+        n_params = sum(p.numel() for p in unet.parameters())
+        self.log(f"training a {n_params / 1e6:.2f} M-parameter class-conditional UNet, {c.epochs} epochs")
+        spec = TrainSpec(epochs=c.epochs, batch_size=c.train_batch_size, lr=c.lr, warmup_steps=c.warmup_steps,
+                         grad_clip=c.grad_clip, ema_decay=c.ema_decay, checkpoint_every=c.checkpoint_every)
+        res = train(unet, (x, y), loss_fn, spec, self.device, self.ctx.seed, self.ctx.work_dir,
+                    desc="diffood UNet", checkpoint_name="unet_state")
+        self.report["unet_final_loss"] = res.epoch_losses[-1]
+        return res.model
+
+    # ------------------------------------------------------------------ score
+    def _views(self, x01: torch.Tensor) -> dict[str, torch.Tensor]:
+        """L2-normalised representations of images in [0, 1], by space."""
+        logits, feats = self.classifier(x01)
+        raw = {"logit": logits.float(), "feature": feats.float(), "pixel": x01.flatten(1)}
+        return {s: F.normalize(raw[s], dim=1, eps=1e-10) for s in self.config.spaces}
+
+    def score_batch(self, x: torch.Tensor, generator: torch.Generator) -> BatchOutput:
+        c = self.config
+        b, r = len(x), c.repeats
+        y = self.classifier(x)[0].argmax(1)
+        x0 = (x * 2 - 1).repeat_interleave(r, 0)
+        eps = torch.randn(x0.shape, device=x.device, generator=generator)
+        labels = y.repeat_interleave(r, 0)
+
+        def noised(t: int) -> torch.Tensor:
+            return self.scheduler.add_noise(x0, eps, torch.full((len(x0),), t, device=x.device, dtype=torch.long))
+
+        ref = self._views(((noised(0) + 1) / 2).clamp(0, 1))
+        scores = {}
+        for t in c.timesteps:
+            den = guided_denoise(self.unet, self.scheduler, noised(t), t, c.stride, labels,
+                                 self.num_classes, c.guidance)
+            den01 = ((den + 1) / 2).clamp(0, 1)
+            views = self._views(den01)
+            for s in c.spaces:
+                scores[f"{s}@{t}"] = (ref[s] - views[s]).abs().sum(1).view(b, r).mean(1)
+            if self._first_batch is None and t == c.timesteps[0]:
+                n = min(N_EXAMPLES, b)
+                self._first_batch = torch.stack([x[:n], ((noised(t)[::r][:n] + 1) / 2).clamp(0, 1), den01[::r][:n]]).cpu()
+        return BatchOutput(scores, predictions=y)
+
+    def score(self, data: ImageDataset, desc: str | None = None):
+        self._first_batch = None
+        out = super().score(data, desc)
+        self._examples = {data.fingerprint(): self._first_batch}
+        return out
+
+    def save_examples(self, data: ImageDataset, path: Path) -> bool:
+        """Grid: originals, noised to the first t, guided-DDIM denoised (first repeat)."""
+        stack = self._examples.get(data.fingerprint())
+        if stack is None:
+            n = min(N_EXAMPLES, len(data))
+            x = torch.stack([self.transform(data[i][0]) for i in range(n)]).to(self.device)
+            with torch.no_grad():
+                self._first_batch = None
+                self.score_batch(x, self.batch_generator(data.fingerprint(), 0))
+            stack = self._first_batch
+        save_grid(list(stack), path)
+        return True
+
+    # ------------------------------------------------------------------ state, cost
+    def save(self, directory: Path) -> None:
+        torch.save(self.classifier.state_dict(), directory / "classifier.pt")
+        self.unet.save_pretrained(directory / "unet")
+        (directory / "diffood.json").write_text(json.dumps({"num_classes": self.num_classes, "report": self.report}))
+
+    def load(self, directory: Path) -> None:
+        meta = json.loads((directory / "diffood.json").read_text())
+        self.num_classes, self.report = meta["num_classes"], meta["report"]
+        c = self.config
+        self.classifier = Classifier(self.num_classes, c.channels, c.classifier_width)
+        self.classifier.load_state_dict(torch.load(directory / "classifier.pt", map_location="cpu", weights_only=True))
+        self.classifier = self.classifier.to(self.device).eval()
+        self.unet = UNet2DModel.from_pretrained(directory / "unet").to(self.device).eval()
+
+    def cost(self) -> dict[str, float]:
+        c = self.config
+        steps = sum(len(ddim_timesteps(t, c.stride)) for t in c.timesteps)
+        return {"unet": float(c.repeats * steps * 2),  # conditional + null pass per step
+                "classifier": float(1 + c.repeats * (1 + len(c.timesteps)))}
+
+    def fit_report(self) -> dict[str, float]:
+        return dict(self.report)
