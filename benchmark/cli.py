@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-cache", action="store_true", help="ignore cached models and scores (still writes them)")
     r.add_argument("--skip-unreadable", action="store_true", default=None,
                    help="skip unreadable images in folders with a warning instead of failing")
+    r.add_argument("--steps", type=int, help="equal budget: sampling steps per chain for every method (each maps it onto its own option)")
+    r.add_argument("--reps", type=int, help="equal budget: repetitions (noise draws / masks) per image for every method")
+    r.add_argument("--bootstrap", type=int, help="bootstrap resamples for intervals and p-values (default 1000; 0 = none)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ls = sub.add_parser("list", help="registered methods and datasets")
@@ -82,7 +85,8 @@ def build_run_config(args: argparse.Namespace):
         cfg.seeds = [args.seed]
     for flag, attr in (("device", "device"), ("data_root", "data_root"), ("download", "download"),
                        ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"), ("train_limit", "train_limit"),
-                       ("cache_dir", "cache_dir"), ("skip_unreadable", "skip_unreadable"), ("out", "out")):
+                       ("cache_dir", "cache_dir"), ("skip_unreadable", "skip_unreadable"), ("out", "out"),
+                       ("bootstrap", "bootstrap"), ("steps", "steps"), ("reps", "reps")):
         v = getattr(args, flag)
         if v is not None:
             setattr(cfg, attr, v)
@@ -137,10 +141,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     manifest["timings"] = {f"{r.method}/seed{r.seed}": {
         "fit_s": r.fit_seconds, "fit_cached": r.fit_cached, "fit_report": r.fit_report,
         "score_s": sum(d.seconds for d in r.all_scored), "scores_cached": all(d.cached for d in r.all_scored),
-        "img_per_s": r.images_per_second, "nfe_per_image": r.cost, "peak_mem_mib": r.peak_mem_mib,
+        "img_per_s": r.images_per_second, "nfe_per_image": r.cost, "budget": r.budget, "peak_mem_mib": r.peak_mem_mib,
         "id_accuracy": r.id_accuracy} for r in results}
     manifest.update(status="complete", finished=now_iso(), wall_s=round(time.perf_counter() - t_start, 2))
-    _, board, files = write_run(run_dir, results, _display_id(cfg.id), manifest)
+    _, board, files = write_run(run_dir, results, _display_id(cfg.id), manifest, n_resamples=cfg.bootstrap)
     print(_terminal_table(board))
     print(f"\nwrote {run_dir}/ in {time.perf_counter() - t_start:.1f}s:")
     for key, path in files.items():

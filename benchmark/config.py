@@ -58,6 +58,8 @@ class RunConfig:
     use_cache: bool = True
     skip_unreadable: bool = False
     bootstrap: int = 1000
+    steps: int | None = None
+    reps: int | None = None
     preset: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

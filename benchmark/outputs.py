@@ -5,8 +5,11 @@
     RUN_DIR/manifest.json          config, seeds, versions, git commit, device, timings, conventions
     RUN_DIR/scores.csv             one row per method × seed × image: dataset, role, index, id, label, scores
     RUN_DIR/metrics.csv            long-form metrics (benchmark.tables)
-    RUN_DIR/leaderboard.{csv,tex,md}
-    RUN_DIR/plots/hist_<method>_<ood>.png
+    RUN_DIR/leaderboard.{csv,tex,md}   wide table: AUROC per set, group means, FPR95, cost
+    RUN_DIR/per_set.{csv,md}           every metric per entry × OOD set, 95 % bootstrap intervals
+    RUN_DIR/comparisons.{csv,md}       paired-bootstrap p-values between methods, per OOD set
+    RUN_DIR/report.html                all of the above with every picture, in one file
+    RUN_DIR/plots/hist_<method>_<ood>.png, roc_<ood>.png, auroc_vs_throughput.png
     RUN_DIR/examples/<method>_<dataset>.png   (methods that draw what they do)
 
 Every file is written atomically.
@@ -21,9 +24,12 @@ import numpy as np
 import pandas as pd
 
 from benchmark import atomic
-from benchmark.plots import score_histogram
-from benchmark.report import Leaderboard, build_leaderboard, provenance_lines
-from benchmark.tables import metrics_frame
+from benchmark.analysis import comparisons_frame, entry_scores, per_set_frame
+from benchmark.html_report import escape_frame, table_html, write_report
+from benchmark.plots import auroc_vs_throughput, roc_curves, score_histogram
+from benchmark.report import (Leaderboard, build_leaderboard, format_comparisons, format_per_set, markdown,
+                              provenance_lines)
+from benchmark.tables import MEAN_GROUP, metrics_frame, seed_summary
 
 SCORES_FILE = "scores.csv"
 METRICS_FILE = "metrics.csv"
@@ -71,21 +77,82 @@ def write_histograms(results, id_name: str, plots_dir: Path) -> list[Path]:
     return paths
 
 
-def write_run(run_dir: Path, results, id_name: str, manifest: dict) -> tuple[pd.DataFrame, Leaderboard, dict[str, Path]]:
+def write_roc_plots(results, id_name: str, plots_dir: Path) -> list[Path]:
+    """One ROC figure per OOD set with every method's canonical score (first seed)."""
+    first_seed = results[0].seed
+    per_ood: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for r in results:
+        if r.seed != first_seed:
+            continue
+        for o in r.ood:
+            per_ood.setdefault(o.name, {})[r.method] = (r.id.batch.canonical, o.batch.canonical)
+    return [roc_curves(curves, plots_dir / f"roc_{safe_name(ood)}.png", title=f"{id_name} vs {ood} (ROC, seed {first_seed})")
+            for ood, curves in per_ood.items()]
+
+
+def write_cost_plot(metrics: pd.DataFrame, id_name: str, plots_dir: Path) -> Path:
+    s = seed_summary(metrics)
+    overall = s[(s["group"] == MEAN_GROUP) & (s["ood"] == "mean") & s["primary"]]
+    points = {r.entry: (r.img_per_s, 100 * r.auroc, 100 * r.auroc_std) for r in overall.itertuples()}
+    return auroc_vs_throughput(points, plots_dir / "auroc_vs_throughput.png",
+                               title=f"accuracy vs cost, ID {id_name}")
+
+
+def write_run(run_dir: Path, results, id_name: str, manifest: dict,
+              n_resamples: int = 1000) -> tuple[pd.DataFrame, Leaderboard, dict[str, Path]]:
     """Write every output of a finished run; returns (metrics, leaderboard, written paths)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    plots_dir = run_dir / "plots"
     files: dict[str, Path] = {}
     scores = scores_frame(results)
     files["scores"] = atomic.write_with(run_dir / SCORES_FILE, lambda p: scores.to_csv(p, index=False))
     metrics = metrics_frame(results, id_name)
     files["metrics"] = atomic.write_with(run_dir / METRICS_FILE,
                                          lambda p: metrics.to_csv(p, index=False, float_format="%.6g"))
-    board = build_leaderboard(metrics, provenance_lines([{**manifest, "run_dir": str(run_dir)}]))
+    prov = provenance_lines([{**manifest, "run_dir": str(run_dir)}])
+    board = build_leaderboard(metrics, prov)
     for fmt, path in board.write_all(run_dir).items():
         files[f"leaderboard_{fmt}"] = path
-    hists = write_histograms(results, id_name, run_dir / "plots")
-    files["plots"] = run_dir / "plots"
+
+    per_set = per_set_frame(results, metrics, n_resamples)
+    files["per_set_csv"] = atomic.write_with(run_dir / "per_set.csv",
+                                             lambda p: per_set.to_csv(p, index=False, float_format="%.6g"))
+    per_set_txt = format_per_set(per_set)
+    ci_note = f"95% percentile bootstrap intervals over {n_resamples} resamples of ID and OOD images"
+    files["per_set_md"] = atomic.write_text(run_dir / "per_set.md", markdown(per_set_txt, [ci_note, *prov]))
+    comps = comparisons_frame(results, metrics, n_resamples)
+    comps_txt = format_comparisons(comps)
+    if len(comps):
+        p_note = "p: paired bootstrap (same images), one-sided, that 'better' beats 'worse'; mid-p for ties"
+        files["comparisons_csv"] = atomic.write_with(run_dir / "comparisons.csv",
+                                                     lambda p: comps.to_csv(p, index=False, float_format="%.6g"))
+        files["comparisons_md"] = atomic.write_text(run_dir / "comparisons.md", markdown(comps_txt, [p_note]))
+
+    hists = write_histograms(results, id_name, plots_dir)
+    rocs = write_roc_plots(results, id_name, plots_dir)
+    cost_plot = write_cost_plot(metrics, id_name, plots_dir)
+    files["plots"] = plots_dir
+    examples = sorted({d.example for r in results for d in r.all_scored if d.example is not None})
+
+    board_html = table_html(_bold_best(board), index=True)
+    sections = [("Leaderboard (AUROC %, cost)", board_html),
+                ("Per OOD set (%, 95% bootstrap intervals)", table_html(escape_frame(per_set_txt)))]
+    if len(comps):
+        sections.append(("Paired comparisons", table_html(escape_frame(comps_txt))))
+    sections.append(("Metric conventions", "<ul>" + "".join(
+        f"<li><b>{k}</b>: {v}</li>" for k, v in manifest.get("conventions", {}).items()) + "</ul>"))
+    figures = [("Accuracy vs cost", [(cost_plot, "mean AUROC over OOD sets vs scoring throughput")]),
+               ("ROC curves", [(p, p.stem) for p in rocs]),
+               ("Score histograms", [(p, p.stem) for p in hists]),
+               ("What the methods do (examples)", [(p, p.stem) for p in examples])]
+    files["report"] = write_report(run_dir / "report.html", f"ood-bench run: {id_name}", prov, sections, figures)
     manifest["outputs"] = {k: str(v) for k, v in files.items()}
-    manifest["n_histograms"] = len(hists)
     files["manifest"] = write_json(run_dir / MANIFEST_FILE, manifest)
     return metrics, board, files
+
+
+def _bold_best(board: Leaderboard) -> pd.DataFrame:
+    cells = board._cells("<b>{}</b>", " ± {}")
+    cells.index = [str(i) for i in escape_frame(cells).index]
+    cells.columns = [str(c) for c in escape_frame(cells).columns]
+    return cells

@@ -138,6 +138,8 @@ def build_leaderboard(metrics: pd.DataFrame, provenance: list[str] | None = None
     put("FPR95 avg", overall, "fpr95", 100, "min", 2)
     put("img/s", overall, "img_per_s", 1, "max", 1)
     put("NFE/img", overall, "nfe", 1, None, 0)
+    put("steps", overall, "steps", 1, None, 0)
+    put("reps", overall, "reps", 1, None, 0)
     put("fit s", overall, "fit_s", 1, None, 1)
     put("peak MiB", overall, "peak_mem_mib", 1, None, 0)
     if overall["id_acc"].notna().any():
@@ -192,3 +194,46 @@ def merge_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[dict]]:
         sets = sets[~dup]
     return add_mean_rows(sets.drop(columns=["run"]).reset_index(drop=True)), manifests
 
+
+
+# ---------------------------------------------------------------------- per-set and comparisons
+def _pct(v: float, d: int = 2) -> str:
+    return "–" if pd.isna(v) else f"{100 * v:.{d}f}"
+
+
+def format_per_set(df: pd.DataFrame) -> pd.DataFrame:
+    """Readable per-set table (%): ``mean [± std] [95 % CI]`` for AUROC and FPR@95."""
+    def cell(row, m: str, ci: bool) -> str:
+        txt = _pct(row[m])
+        if row.get("seeds", 1) > 1 and pd.notna(row.get(f"{m}_std")):
+            txt += f" ± {_pct(row[f'{m}_std'])}"
+        if ci and pd.notna(row.get(f"{m}_low")):
+            txt += f" [{_pct(row[f'{m}_low'])}, {_pct(row[f'{m}_high'])}]"
+        return txt
+
+    out = pd.DataFrame({
+        "method": df["entry"], "OOD": df["ood"], "group": df["group"],
+        "AUROC [95% CI]": [cell(r, "auroc", True) for _, r in df.iterrows()],
+        "FPR95 [95% CI]": [cell(r, "fpr95", True) for _, r in df.iterrows()],
+        "FPR95 (OOD pos.)": [cell(r, "fpr95_oodpos", False) for _, r in df.iterrows()],
+        "AUPR-In": [cell(r, "aupr_in", False) for _, r in df.iterrows()],
+        "AUPR-Out": [cell(r, "aupr_out", False) for _, r in df.iterrows()],
+        "n ID / OOD": [f"{int(a)} / {int(b)}" for a, b in zip(df["n_id"], df["n_ood"])],
+    })
+    return out
+
+
+def format_comparisons(df: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame({
+        "OOD": df["ood"], "better": df["better"], "worse": df["worse"],
+        "AUROC better / worse": [f"{_pct(a)} / {_pct(b)}" for a, b in zip(df["auroc_better"], df["auroc_worse"])],
+        "p (AUROC)": [f"{p:.3g}" for p in df["p_auroc"]],
+        "p (FPR95)": [f"{p:.3g}" for p in df["p_fpr95"]],
+    })
+    return out
+
+
+def markdown(df: pd.DataFrame, notes: list[str] | None = None) -> str:
+    table = df.to_markdown(index=False, disable_numparse=True)
+    extra = "\n".join(f"<sub>{n}</sub>  " for n in notes or [])
+    return f"{table}\n\n{extra}\n" if extra else table + "\n"

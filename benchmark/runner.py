@@ -56,6 +56,7 @@ class MethodResult:
     fit_cached: bool
     fit_report: dict[str, float]
     cost: dict[str, float]
+    budget: dict[str, float]
     id: DatasetScores
     ood: list[DatasetScores] = field(default_factory=list)
 
@@ -101,6 +102,19 @@ class PreparedRun:
     groups: dict[str, str]
 
 
+def seed_everything(seed: int, salt: str) -> None:
+    """Seed the global RNGs (weight initialisation, dropout) from the run seed and the method
+    name, so a method's results do not depend on which methods ran before it in the process."""
+    import random
+
+    import torch
+
+    s = int(digest({"seed": seed, "salt": salt}, 8), 16)
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+
+
 def display_name(name: str) -> str:
     """Table name of a dataset given by registry name or by folder path."""
     return Path(name.rstrip("/")).name if looks_like_path(name) else name
@@ -112,7 +126,8 @@ def prepare(cfg: RunConfig) -> PreparedRun:
         raise ConfigError("no method given; use --method NAME (see `ood-bench list`)")
     if not cfg.ood:
         raise ConfigError("no OOD set given; use --ood NAME_OR_FOLDER ...")
-    for flag, v in (("--limit", cfg.limit), ("--train-limit", cfg.train_limit)):
+    for flag, v in (("--limit", cfg.limit), ("--train-limit", cfg.train_limit), ("--steps", cfg.steps),
+                    ("--reps", cfg.reps)):
         if v is not None and v <= 0:
             raise ConfigError(f"{flag} must be a positive number of images")
     device = resolve_device(cfg.device)
@@ -123,8 +138,13 @@ def prepare(cfg: RunConfig) -> PreparedRun:
             raise ConfigError(f"method {key} listed twice")
         cls = METHODS.get(key)
         opts = {**cfg.method_options.get(key, {}), **(cfg.method_options.get(name, {}) if name != key else {})}
-        methods[key] = (cls, build_dataclass(cls.config_cls, opts, key))
-        cls.preflight(methods[key][1])
+        mcfg = build_dataclass(cls.config_cls, opts, key)
+        try:
+            mcfg = cls.with_budget(mcfg, cfg.steps, cfg.reps)
+        except ValueError as e:  # the budget made the config invalid
+            raise ConfigError(f"{key}: {e}") from None
+        cls.preflight(mcfg)
+        methods[key] = (cls, mcfg)
     for name in cfg.method_options:
         METHODS.canonical(name)  # an option for an unknown method is a typo: say so
     ctx = DataContext(root=Path(cfg.data_root), download=cfg.download, skip_unreadable=cfg.skip_unreadable)
@@ -181,7 +201,7 @@ class Runner:
         oods = [self._score(method, key, fit_key, score_base, ds, "ood", p.groups[name], name)
                 for name, ds in p.oods.items()]
         return MethodResult(key, seed, mcfg.to_dict(), fit_key, fit_seconds, fit_peak, fit_cached,
-                            report, method.cost(), id_scores, oods)
+                            report, method.cost(), method.budget(), id_scores, oods)
 
     def _fit(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict]:
         model_dir = self.cache.model_dir(key, fit_key)
@@ -191,6 +211,7 @@ class Runner:
             log(f"{key}: loaded cached model {model_dir} (fitted in {meta['seconds']:.1f}s)")
             return meta["seconds"], meta.get("peak_mem_mib", float("nan")), True, meta.get("report", {})
         log(f"{key}: fitting on {self.prep.id_train.describe()}")
+        seed_everything(method.ctx.seed, key)
         with PeakMemory(method.device) as mem:
             t0 = time.perf_counter()
             method.fit(self.prep.id_train)

@@ -4,7 +4,7 @@ An *entry* is a method's canonical score (``dlsr``) or one of its other sub-scor
 (``dlsr[mse]``), so every variant a method computed is evaluated. Columns:
 
 ``entry, method, score, primary, seed, id, ood, group, n_id, n_ood, auroc, fpr95,
-fpr95_oodpos, aupr_in, aupr_out, fit_s, img_per_s, nfe, peak_mem_mib, id_acc``
+fpr95_oodpos, aupr_in, aupr_out, fit_s, img_per_s, nfe, steps, reps, peak_mem_mib, id_acc``
 
 Mean rows have ``group == "mean"`` and ``ood`` = ``mean(near)``, ``mean(far)``, …, ``mean``
 (over all OOD sets). Metrics are fractions in ``[0, 1]``.
@@ -21,7 +21,7 @@ from benchmark.metrics import METRIC_NAMES, all_metrics
 if TYPE_CHECKING:
     from benchmark.runner import MethodResult
 
-COST_COLS = ("fit_s", "img_per_s", "nfe", "peak_mem_mib", "id_acc")
+COST_COLS = ("fit_s", "img_per_s", "nfe", "steps", "reps", "peak_mem_mib", "id_acc")
 KEY_COLS = ("entry", "method", "score", "primary", "seed", "id")
 MEAN_GROUP = "mean"
 
@@ -45,6 +45,7 @@ def metrics_frame(results: list["MethodResult"], id_name: str) -> pd.DataFrame:
                     "group": o.group, "n_id": len(id_s), "n_ood": len(o.batch),
                     **all_metrics(id_s, o.batch.scores[sub]),
                     "fit_s": r.fit_seconds, "img_per_s": r.images_per_second, "nfe": r.nfe,
+                    "steps": r.budget.get("steps", np.nan), "reps": r.budget.get("reps", np.nan),
                     "peak_mem_mib": r.peak_mem_mib, "id_acc": r.id_accuracy,
                 })
     return add_mean_rows(pd.DataFrame(rows))

@@ -156,6 +156,17 @@ class OODMethod(abc.ABC):
 
     # -- optional hooks -----------------------------------------------------------------
     @classmethod
+    def with_budget(cls, config: MethodConfig, steps: int | None, reps: int | None) -> MethodConfig:
+        """``config`` with an equal-compute budget applied (``--steps``, ``--reps``): sampling steps
+        per chain and repetitions per image, mapped onto the method's own options. Methods
+        without such a knob leave it unchanged (their :meth:`budget` shows what they use)."""
+        return config
+
+    def budget(self) -> dict[str, float]:
+        """Effective ``{"steps": …, "reps": …}``: network-chain steps and repetitions per image."""
+        return {}
+
+    @classmethod
     def preflight(cls, config: MethodConfig) -> None:
         """Cheap checks run before any work (weights on disk, files exist); raise a
         :class:`~benchmark.errors.UserError` naming the problem and the fix."""

@@ -108,3 +108,54 @@ def test_leaderboard_reexport_merges_runs(tmp_path, capsys):
     r1 = pd.read_csv(tmp_path / "r1" / "leaderboard.csv", comment="#", index_col=0)
     assert df.at["test-mean", "noise"] == pytest.approx(r1.at["test-mean", "noise"])
     assert main(["leaderboard", str(tmp_path / "nothing")]) == 2
+
+
+def test_suite_outputs_intervals_comparisons_plots_and_html(tmp_path):
+    out = tmp_path / "suite"
+    assert main(["run", "--method", "test-mean", "test-labelled", "--id", "digits", "--ood", "noise", "digits59",
+                 "--out", str(out), "--quiet", "--limit", "50", "--seeds", "0", "1", "--bootstrap", "200"]) == 0
+    per_set = pd.read_csv(out / "per_set.csv")
+    row = per_set[(per_set["entry"] == "test-mean") & (per_set["ood"] == "noise")].iloc[0]
+    assert row["auroc_low"] <= row["auroc"] <= row["auroc_high"] and row["seeds"] == 2
+    comps = pd.read_csv(out / "comparisons.csv")
+    assert set(comps["ood"]) == {"noise", "digits59"}
+    assert (comps["p_auroc"] == 0.5).all()  # the two test methods score identically
+    lb = (out / "leaderboard.md").read_text()
+    assert " ± " in lb  # two seeds: mean ± std
+    for f in ("roc_noise.png", "roc_digits59.png", "auroc_vs_throughput.png", "hist_test-mean_noise_seed1.png"):
+        assert (out / "plots" / f).stat().st_size > 0, f
+    html = (out / "report.html").read_text()
+    pngs = list((out / "plots").glob("*.png")) + list((out / "examples").glob("*.png"))
+    assert html.count("<img ") == len(pngs) and "data:image/png;base64," in html
+    for heading in ("Leaderboard", "Per OOD set", "Paired comparisons", "Metric conventions"):
+        assert heading in html
+    assert "test-mean[neg]" in html and "src=\"http" not in html  # self-contained
+
+
+def test_budget_flags_are_applied_and_recorded(tmp_path):
+    out = tmp_path / "b"
+    assert main(["run", "--method", "dlsr", "--id", "digits", "--ood", "noise", "--out", str(out), "--quiet",
+                 "--limit", "20", "--train-limit", "40", "--steps", "2", "--bootstrap", "0", *TINY_DLSR]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["methods"]["dlsr"]["config"]["t"] == 1 and man["timings"]["dlsr/seed0"]["budget"]["steps"] == 2
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert (metrics["steps"] == 2).all() and (metrics["nfe"] == 1 + 2 * 2).all()
+    assert main(["run", "--method", "diffood", "--id", "digits", "--ood", "noise", "--steps", "7",
+                 "--out", str(tmp_path / "c"), "--quiet"]) == 2  # 7 does not divide t = 240
+
+
+def test_merged_leaderboard_is_the_union_of_its_parts(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["run", "--method", "test-mean", "--id", "digits", "--ood", "noise", "--out", str(a),
+                 "--quiet", "--limit", "30", "--bootstrap", "0"]) == 0
+    assert main(["run", "--method", "test-labelled", "--id", "digits", "--ood", "textures", "--out", str(b),
+                 "--quiet", "--limit", "30", "--bootstrap", "0"]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", str(a), str(b), "--format", "csv"]) == 0
+    merged = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out), comment="#", index_col=0)
+    pa = pd.read_csv(a / "leaderboard.csv", comment="#", index_col=0)
+    pb = pd.read_csv(b / "leaderboard.csv", comment="#", index_col=0)
+    assert set(merged.index) == set(pa.index) | set(pb.index)
+    assert merged.at["test-mean", "noise"] == pytest.approx(pa.at["test-mean", "noise"])
+    assert merged.at["test-labelled", "textures"] == pytest.approx(pb.at["test-labelled", "textures"])
+    assert pd.isna(merged.at["test-mean", "textures"])  # not run: no value invented

@@ -30,6 +30,7 @@ Differences from the released code (``xbyym/DLSR``), on purpose:
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -67,6 +68,14 @@ class DLSR(OODMethod):
         self.model: LFDN | None = None
         self.first_model: LFDN | None = None
         self.losses: list[float] = []
+
+    @classmethod
+    def with_budget(cls, config: DLSRConfig, steps: int | None, reps: int | None) -> DLSRConfig:
+        # steps = LFDN evaluations of the reconstruction chain (t + 1); one noise draw per image
+        return dataclasses.replace(config, t=steps - 1) if steps else config
+
+    def budget(self) -> dict[str, float]:
+        return {"steps": float(self.config.t + 1), "reps": 1.0}
 
     @classmethod
     def preflight(cls, config: DLSRConfig) -> None:

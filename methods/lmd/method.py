@@ -17,6 +17,7 @@ replica). The original runs repetitions one after another; here they are batched
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -55,6 +56,13 @@ class LMD(OODMethod):
         self._examples: dict[str, torch.Tensor] = {}  # dataset fingerprint → (3, n, C, H, W) picture rows
         self._first_batch: torch.Tensor | None = None
         self.losses: list[float] = []
+
+    @classmethod
+    def with_budget(cls, config: LMDConfig, steps: int | None, reps: int | None) -> LMDConfig:
+        return dataclasses.replace(config, **({"steps": steps} if steps else {}), **({"reps": reps} if reps else {}))
+
+    def budget(self) -> dict[str, float]:
+        return {"steps": float(self.config.steps), "reps": float(self.config.reps)}
 
     @classmethod
     def preflight(cls, config: LMDConfig) -> None:

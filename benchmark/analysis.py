@@ -1,0 +1,72 @@
+"""Uncertainty on top of the metrics: per-set bootstrap intervals and paired method comparisons.
+
+``per_set_frame``: one row per entry × OOD set with every metric as mean (± std over seeds)
+and 95 % bootstrap intervals for AUROC and FPR@95 (:mod:`benchmark.bootstrap`).
+``comparisons_frame``: for every OOD set and every pair of methods (canonical scores), the
+p-value of "the better-looking method beats the other" under a paired bootstrap.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from benchmark.bootstrap import confidence_intervals, paired_p_values
+from benchmark.tables import MEAN_GROUP, entry_name, seed_summary
+
+if TYPE_CHECKING:
+    from benchmark.runner import MethodResult
+
+
+def entry_scores(results: list["MethodResult"]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """``(entry, ood) → (ID scores (seeds, n), OOD scores (seeds, m))``, seeds in run order."""
+    out: dict[tuple[str, str], tuple[list, list]] = {}
+    for r in results:
+        primary = r.id.batch.primary
+        for sub in r.id.batch.scores:
+            e = entry_name(r.method, sub, primary)
+            for o in r.ood:
+                ids, oods = out.setdefault((e, o.name), ([], []))
+                ids.append(r.id.batch.scores[sub])
+                oods.append(o.batch.scores[sub])
+    return {k: (np.stack(v[0]), np.stack(v[1])) for k, v in out.items()}
+
+
+def per_set_frame(results: list["MethodResult"], metrics: pd.DataFrame, n_resamples: int = 1000) -> pd.DataFrame:
+    """Seed-summarised per-set metrics with ``auroc_low/high`` and ``fpr95_low/high`` columns."""
+    s = seed_summary(metrics)
+    s = s[s["group"] != MEAN_GROUP].reset_index(drop=True)
+    scores = entry_scores(results)
+    lows = {m: [] for m in ("auroc", "fpr95")}
+    highs = {m: [] for m in ("auroc", "fpr95")}
+    for e, ood in zip(s["entry"], s["ood"]):
+        ci = confidence_intervals(*scores[(e, ood)], n_resamples=n_resamples) if n_resamples > 0 else {}
+        for m in lows:
+            lows[m].append(ci[m].low if ci else np.nan)
+            highs[m].append(ci[m].high if ci else np.nan)
+    for m in lows:
+        s.insert(s.columns.get_loc(m) + 1, f"{m}_low", lows[m])
+        s.insert(s.columns.get_loc(m) + 2, f"{m}_high", highs[m])
+    return s
+
+
+def comparisons_frame(results: list["MethodResult"], metrics: pd.DataFrame, n_resamples: int = 1000) -> pd.DataFrame:
+    """Pairwise paired-bootstrap tests between methods' canonical scores, per OOD set.
+
+    Columns: ``ood, better, worse, auroc_better, auroc_worse, p_auroc, p_fpr95``; ``better`` has
+    the higher mean AUROC and ``p_*`` is the one-sided p-value of "better beats worse".
+    """
+    s = seed_summary(metrics)
+    s = s[(s["group"] != MEAN_GROUP) & s["primary"]]
+    scores = entry_scores(results)
+    rows = []
+    for ood, part in s.groupby("ood", sort=False):
+        auc = dict(zip(part["entry"], part["auroc"]))
+        for a, b in itertools.combinations(part["entry"], 2):
+            better, worse = (a, b) if auc[a] >= auc[b] else (b, a)
+            p = paired_p_values(*scores[(better, ood)], *scores[(worse, ood)], n_resamples=n_resamples)
+            rows.append({"ood": ood, "better": better, "worse": worse, "auroc_better": auc[better],
+                         "auroc_worse": auc[worse], "p_auroc": p["auroc"], "p_fpr95": p["fpr95"]})
+    return pd.DataFrame(rows, columns=["ood", "better", "worse", "auroc_better", "auroc_worse", "p_auroc", "p_fpr95"])
