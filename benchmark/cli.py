@@ -55,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--bootstrap", type=int, help="bootstrap resamples for intervals and p-values (default 1000; 0 = none)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    sp = sub.add_parser("speed", help="time the scoring of methods at their configured sizes (untrained weights)",
+                        description="Builds each method's networks at the configured sizes with untrained weights and "
+                                    "times scoring on random images; see benchmark/speed.py.")
+    sp.add_argument("--config", help="YAML file or preset (default: embedded)")
+    sp.add_argument("--method", "--methods", dest="methods", nargs="+", metavar="M")
+    sp.add_argument("--set", dest="sets", nargs="+", default=[], metavar="M.OPT=V")
+    sp.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    sp.add_argument("--images", type=int, default=8, help="images to time (default 8)")
+    sp.add_argument("--batch-size", type=int, help="images per batch (default: per method)")
+    sp.add_argument("--timing-steps", type=int, help="time at this many sampling steps and extrapolate to the full budget")
+
     ls = sub.add_parser("list", help="registered methods and datasets")
     ls.add_argument("--options", action="store_true", help="also every method option with its default")
 
@@ -168,6 +179,34 @@ def _terminal_table(board) -> str:
     return cells.to_markdown(stralign="right", tablefmt="simple", disable_numparse=True)
 
 
+# ------------------------------------------------------------------------------ speed
+def cmd_speed(args: argparse.Namespace) -> int:
+    import data  # noqa: F401
+    import methods  # noqa: F401
+    from benchmark import progress
+    from benchmark.config import RunConfig, apply_mapping, find_preset, load_yaml, parse_set
+    from benchmark.manifest import device_info
+    from benchmark.runner import prepare_methods
+    from benchmark.speed import format_table, measure
+
+    progress.set_enabled(False)
+    preset = find_preset(args.config or DEFAULT_PRESET)
+    cfg = apply_mapping(RunConfig(), load_yaml(preset), str(preset))
+    if args.methods:
+        cfg.methods = list(args.methods)
+    if args.device:
+        cfg.device = args.device
+    for m, opts in parse_set(args.sets).items():
+        cfg.method_options.setdefault(m, {}).update(opts)
+    prep = prepare_methods(cfg)
+    results = measure(prep, args.images, args.batch_size, args.timing_steps)
+    info = device_info(prep.device)
+    print(f"scoring speed, {preset.stem} settings, device {info['type']} ({info['name']}), "
+          f"{info['torch_threads']} torch threads, untrained weights")
+    print(format_table(results))
+    return 0
+
+
 # ------------------------------------------------------------------------------ list
 def cmd_list(args: argparse.Namespace) -> int:
     import data  # noqa: F401
@@ -215,7 +254,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard}[args.command](args)
+        commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "speed": cmd_speed}
+        return commands[args.command](args)
     except UserError as e:
         print(f"error: {e.one_line()}", file=sys.stderr)
         return 2

@@ -96,8 +96,8 @@ class PreparedRun:
     cfg: RunConfig
     device: Any
     methods: dict[str, tuple[type[OODMethod], MethodConfig]]
-    id_train: ImageDataset
-    id_test: ImageDataset
+    id_train: ImageDataset | None
+    id_test: ImageDataset | None
     oods: dict[str, ImageDataset]
     groups: dict[str, str]
 
@@ -120,16 +120,15 @@ def display_name(name: str) -> str:
     return Path(name.rstrip("/")).name if looks_like_path(name) else name
 
 
-def prepare(cfg: RunConfig) -> PreparedRun:
-    """Validate everything and load the datasets; raises a :class:`UserError` on bad input."""
+def prepare_methods(cfg: RunConfig) -> PreparedRun:
+    """Resolve the device and every method's typed config (budgets applied, preflight checks
+    passed); datasets are not loaded (see :func:`prepare`)."""
     if not cfg.methods:
         raise ConfigError("no method given; use --method NAME (see `ood-bench list`)")
-    if not cfg.ood:
-        raise ConfigError("no OOD set given; use --ood NAME_OR_FOLDER ...")
     for flag, v in (("--limit", cfg.limit), ("--train-limit", cfg.train_limit), ("--steps", cfg.steps),
                     ("--reps", cfg.reps)):
         if v is not None and v <= 0:
-            raise ConfigError(f"{flag} must be a positive number of images")
+            raise ConfigError(f"{flag} must be a positive number")
     device = resolve_device(cfg.device)
     methods: dict[str, tuple[type[OODMethod], MethodConfig]] = {}
     for name in cfg.methods:
@@ -147,26 +146,32 @@ def prepare(cfg: RunConfig) -> PreparedRun:
         methods[key] = (cls, mcfg)
     for name in cfg.method_options:
         METHODS.canonical(name)  # an option for an unknown method is a typo: say so
+    return PreparedRun(cfg, device, methods, None, None, {}, {})
+
+
+def prepare(cfg: RunConfig) -> PreparedRun:
+    """Validate everything and load the datasets; raises a :class:`UserError` on bad input."""
+    if not cfg.ood:
+        raise ConfigError("no OOD set given; use --ood NAME_OR_FOLDER ...")
+    prep = prepare_methods(cfg)
     ctx = DataContext(root=Path(cfg.data_root), download=cfg.download, skip_unreadable=cfg.skip_unreadable)
-    id_train = load_dataset(cfg.id, "train", ctx).take(cfg.train_limit)
-    id_test = load_dataset(cfg.id, "test", ctx).take(cfg.limit)
-    oods: dict[str, ImageDataset] = {}
-    groups: dict[str, str] = {}
+    prep.id_train = load_dataset(cfg.id, "train", ctx).take(cfg.train_limit)
+    prep.id_test = load_dataset(cfg.id, "test", ctx).take(cfg.limit)
     for name in cfg.ood:
         if name == cfg.id:
             raise ConfigError(f"{name} is the ID set; it cannot also be an OOD set")
         label = display_name(name)
-        if label in oods:
+        if label in prep.oods:
             label = name
-        oods[label] = load_dataset(name, "test", ctx).take(cfg.limit)
-        groups[label] = cfg.ood_groups.get(name, "ood")
-    for key, (cls, _) in methods.items():
-        if cls.needs_labels and not id_train.has_labels:
+        prep.oods[label] = load_dataset(name, "test", ctx).take(cfg.limit)
+        prep.groups[label] = cfg.ood_groups.get(name, "ood")
+    for key, (cls, _) in prep.methods.items():
+        if cls.needs_labels and not prep.id_train.has_labels:
             raise ConfigError(
                 f"{key} needs class labels, but the ID set {cfg.id} is unlabelled; use a labelled ID set "
                 f"(e.g. digits, cifar10, or a folder with one subfolder per class) or drop {key}"
             )
-    return PreparedRun(cfg, device, methods, id_train, id_test, oods, groups)
+    return prep
 
 
 class Runner:

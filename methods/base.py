@@ -171,6 +171,11 @@ class OODMethod(abc.ABC):
         """Cheap checks run before any work (weights on disk, files exist); raise a
         :class:`~benchmark.errors.UserError` naming the problem and the fix."""
 
+    def build_untrained(self, num_classes: int) -> None:
+        """Create the networks at their configured sizes with untrained weights, so that
+        ``score_batch`` runs (``ood-bench speed``: timings do not depend on the weights)."""
+        raise NotImplementedError(f"{self.name} does not support untrained speed measurements")
+
     def fit_report(self) -> dict[str, float]:
         """Facts about the fitted model worth reporting (final loss, train accuracy, …)."""
         return {}

@@ -21,3 +21,38 @@ def save_grid(rows: list[torch.Tensor], path: Path) -> Path:
         tiles = F.interpolate(tiles, scale_factor=-(-MIN_TILE // tiles.shape[-1]), mode="nearest")
     grid = make_grid(tiles, nrow=len(rows[0]), padding=2, pad_value=1.0)
     return atomic.write_with(path, lambda p: save_image(grid, p, format="png"))
+
+
+class ExampleRows:
+    """Mixin for methods that draw what they do (before :class:`methods.base.OODMethod` in the bases).
+
+    While scoring a dataset, the method calls :meth:`keep_examples` with picture rows of its
+    first batch (e.g. originals, masked, inpainted); :meth:`save_examples` writes them as a grid.
+    When the scores came from the cache, the first images are run through ``score_batch`` again.
+    """
+
+    _examples: dict[str, torch.Tensor]
+    _first_batch: torch.Tensor | None = None
+
+    def keep_examples(self, rows: list[torch.Tensor]) -> None:
+        if self._first_batch is None:
+            n = min(N_EXAMPLES, len(rows[0]))
+            self._first_batch = torch.stack([r[:n].detach().float().cpu() for r in rows])
+
+    def score(self, data, desc: str | None = None):
+        self._first_batch = None
+        out = super().score(data, desc)
+        self._examples = {data.fingerprint(): self._first_batch}
+        return out
+
+    def save_examples(self, data, path: Path) -> bool:
+        stack = getattr(self, "_examples", {}).get(data.fingerprint())
+        if stack is None:
+            n = min(N_EXAMPLES, len(data))
+            x = torch.stack([self.transform(data[i][0]) for i in range(n)]).to(self.device)
+            self._first_batch = None
+            with torch.no_grad():
+                self.score_batch(x, self.batch_generator(data.fingerprint(), 0))
+            stack = self._first_batch
+        save_grid(list(stack), path)
+        return True

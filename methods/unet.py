@@ -1,4 +1,5 @@
-"""Pixel-space diffusion models from diffusers: the UNet factory and the noise schedule.
+"""Pixel-space diffusion models from diffusers: the UNet factory, the noise schedule, the loss,
+and the shared config + training of the UNet that LMD and DiffOOD both train.
 
 The paper-size configuration (Ho et al.'s DDPM CIFAR-10 UNet, used by LMD and DiffOOD) is
 ``base_channels=128, channel_mult=(1, 2, 2, 2), layers_per_block=2, attention_resolutions=(16,),
@@ -6,12 +7,18 @@ dropout=0.1`` at 32×32 — the same architecture as diffusers' ``google/ddpm-ci
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from benchmark.errors import ConfigError, MissingWeightsError
+from benchmark.progress import log
+from data.transforms import ImageTransform
+from methods.base import MethodConfig, OODMethod, fit_option
+from methods.examples import ExampleRows
+from methods.training import TrainResult, TrainSpec, train
 
 
 def build_unet(image_size: int, channels: int, base_channels: int, channel_mult: tuple[int, ...],
@@ -77,3 +84,93 @@ def random_hflip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Flip each image of ``(B, C, H, W)`` left-right with probability 1/2."""
     flip = torch.rand(len(x), device=x.device, generator=g) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+# ------------------------------------------------------------------ the model and its training, as config
+@dataclass
+class PixelDiffusionConfig(MethodConfig):
+    """Options of a pixel-space DDPM UNet and its training, shared by LMD and DiffOOD.
+
+    Defaults: Ho et al.'s CIFAR-10 DDPM (the model size both papers use), linear betas
+    1e-4..0.02 over 1000 steps, AdamW (weight decay 0, i.e. Adam) at lr 2e-4 with 5000 warmup
+    steps, gradient clipping 1, EMA 0.9999, horizontal flips.
+    """
+
+    image_size: int = fit_option(32, "side the images are resized to")
+    channels: int = fit_option(3, "image channels (grayscale is repeated to 3, as the papers)")
+    unet_path: str = fit_option("", "a pretrained diffusers UNet2DModel folder to use instead of training")
+    base_channels: int = fit_option(128, "UNet width of the first level")
+    channel_mult: tuple[int, ...] = fit_option((1, 2, 2, 2), "UNet width multipliers per level")
+    layers_per_block: int = fit_option(2, "residual blocks per level")
+    attention_resolutions: tuple[int, ...] = fit_option((16,), "feature-map sides with self-attention")
+    dropout: float = fit_option(0.1, "UNet dropout")
+    norm_groups: int = fit_option(32, "GroupNorm groups")
+    diffusion_steps: int = fit_option(1000, "diffusion steps T of the schedule")
+    beta_start: float = fit_option(1e-4, "linear schedule start")
+    beta_end: float = fit_option(0.02, "linear schedule end")
+    epochs: int = fit_option(500, "UNet training epochs (500 ≈ 195k steps on CIFAR-10 at batch 128)")
+    lr: float = fit_option(2e-4, "AdamW learning rate")
+    train_batch_size: int = fit_option(128, "UNet training batch size")
+    warmup_steps: int = fit_option(5000, "linear lr warmup steps")
+    grad_clip: float = fit_option(1.0, "gradient-norm clip")
+    ema_decay: float = fit_option(0.9999, "EMA decay (EMA weights are used at test time)")
+    hflip: bool = fit_option(True, "random horizontal flips in training (papers: CIFAR yes; MNIST, KMNIST, SVHN no)")
+    checkpoint_every: int = fit_option(10, "epochs between resumable training checkpoints")
+
+    def scheduler(self) -> DDPMScheduler:
+        return ddpm_scheduler(self.diffusion_steps, self.beta_start, self.beta_end)
+
+
+def unet_from_config(c: PixelDiffusionConfig, num_class_embeds: int | None = None) -> UNet2DModel:
+    return build_unet(c.image_size, c.channels, c.base_channels, tuple(c.channel_mult), c.layers_per_block,
+                      tuple(c.attention_resolutions), c.dropout, num_class_embeds=num_class_embeds,
+                      norm_num_groups=c.norm_groups)
+
+
+def train_unet(c: PixelDiffusionConfig, images: torch.Tensor, device: torch.device, seed: int,
+               work_dir: Path | None, desc: str, labels: torch.Tensor | None = None,
+               num_classes: int | None = None, label_dropout: float = 0.0) -> TrainResult:
+    """Train a UNet on uint8 images ``(N, C, H, W)`` with the simple ε loss; class-conditional
+    when ``labels``/``num_classes`` are given (index ``num_classes`` = null class, used with
+    probability ``label_dropout``)."""
+    unet = unet_from_config(c, None if labels is None else num_classes + 1)
+    alphas = c.scheduler().alphas_cumprod.to(device)
+
+    def loss_fn(model, batch, g):
+        x0 = batch[0].float() / 127.5 - 1.0
+        if c.hflip:
+            x0 = random_hflip(x0, g)
+        y = None
+        if labels is not None:
+            drop = torch.rand(len(x0), device=x0.device, generator=g) < label_dropout
+            y = torch.where(drop, torch.full_like(batch[1], num_classes), batch[1])
+        return epsilon_loss(model, x0, alphas, g, class_labels=y)
+
+    n_params = sum(p.numel() for p in unet.parameters())
+    log(f"{desc}: training a {n_params / 1e6:.2f} M-parameter UNet on {len(images)} images, {c.epochs} epochs")
+    spec = TrainSpec(epochs=c.epochs, batch_size=c.train_batch_size, lr=c.lr, warmup_steps=c.warmup_steps,
+                     grad_clip=c.grad_clip, ema_decay=c.ema_decay, checkpoint_every=c.checkpoint_every)
+    tensors = (images,) if labels is None else (images, labels)
+    return train(unet, tensors, loss_fn, spec, device, seed, work_dir, desc=desc,
+                 checkpoint_name=f"{desc.replace(' ', '_')}_state")
+
+
+class PixelDiffusionMethod(ExampleRows, OODMethod):
+    """Base of the methods built on a pixel-space UNet (LMD, DiffOOD): image transform,
+    noise schedule and the UNet, trained with :func:`train_unet` or loaded from ``unet_path``."""
+
+    config: PixelDiffusionConfig
+    default_batch_size = 32
+
+    def __init__(self, config: PixelDiffusionConfig, ctx) -> None:
+        super().__init__(config, ctx)
+        self._transform = ImageTransform(config.image_size, config.channels)
+        self.scheduler = config.scheduler()
+        self.unet: UNet2DModel | None = None
+        self._examples = {}
+
+    def transform(self, img) -> torch.Tensor:
+        return self._transform(img)
+
+    def build_untrained(self, num_classes: int) -> None:
+        self.unet = unet_from_config(self.config).to(self.device).eval()

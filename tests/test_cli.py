@@ -159,3 +159,17 @@ def test_merged_leaderboard_is_the_union_of_its_parts(tmp_path, capsys):
     assert merged.at["test-mean", "noise"] == pytest.approx(pa.at["test-mean", "noise"])
     assert merged.at["test-labelled", "textures"] == pytest.approx(pb.at["test-labelled", "textures"])
     assert pd.isna(merged.at["test-mean", "textures"])  # not run: no value invented
+
+
+def test_speed_command_times_untrained_methods_and_extrapolates(capsys):
+    assert main(["speed", "--method", "dlsr", "lmd", "diffood", "--images", "4", "--timing-steps", "2",
+                 "--set", "dlsr.image_size=32", "dlsr.width=32", "dlsr.blocks=1"]) == 0
+    out = capsys.readouterr().out
+    assert "embedded settings" in out
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.split() and ln.split()[0] in ("dlsr", "lmd", "diffood")}
+    assert set(lines) == {"dlsr", "lmd", "diffood"}
+    lmd = lines["lmd"].split()
+    assert lmd[1] == "85" and lmd[2] == "13"  # 4 reps x 20 steps + 5 Lite0 passes; timed at 2 steps
+    assert "(extrapolated)" in lines["lmd"]
+    dlsr = lines["dlsr"].split()
+    assert dlsr[1] == "9" and dlsr[2] == "5"  # steps = t + 1 = 2 → backbone + 2 models x 2 LFDN passes

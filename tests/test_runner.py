@@ -96,3 +96,18 @@ def test_metrics_frame_has_rows_per_set_and_means(tmp_path):
     neg = df[df["entry"] == "test-mean[neg]"].set_index("ood")
     assert neg.at["noise", "auroc"] == pytest.approx(1 - row.at["noise", "auroc"])
     assert isinstance(df, pd.DataFrame) and df["fpr95"].between(0, 1).all()
+
+
+def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
+    import os
+
+    from benchmark import atomic
+
+    target = tmp_path / "t.txt"
+    atomic.write_text(target, "a")
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "a" and os.listdir(tmp_path) == ["t.txt"]
+    assert target.stat().st_mode & 0o777 == atomic.FILE_MODE

@@ -36,37 +36,29 @@ from benchmark.errors import ConfigError, MissingWeightsError
 from benchmark.registry import register_method
 from data.base import ImageDataset
 from data.loading import materialize
-from data.transforms import ImageTransform
 from methods.backbones import load_by_order
-from methods.base import BatchOutput, OODMethod
+from methods.base import BatchOutput
 from methods.diffood.classifier import Classifier, random_crop
 from methods.diffood.config import DiffOODConfig
 from methods.diffood.guidance import ddim_timesteps, guided_denoise
-from methods.examples import N_EXAMPLES, save_grid
 from methods.training import TrainSpec, train
-from methods.unet import build_unet, ddpm_scheduler, epsilon_loss, load_unet, random_hflip
+from methods.unet import PixelDiffusionMethod, load_unet, random_hflip, train_unet, unet_from_config
 
 
 @register_method("diffood")
-class DiffOOD(OODMethod):
+class DiffOOD(PixelDiffusionMethod):
     """Guided DDIM denoising toward the predicted class; change of the classifier's view. Needs labels."""
 
     config_cls = DiffOODConfig
     needs_labels = True
     version = "1"
-    default_batch_size = 32
     config: DiffOODConfig
 
     def __init__(self, config: DiffOODConfig, ctx) -> None:
         super().__init__(config, ctx)
-        self._transform = ImageTransform(config.image_size, config.channels)
-        self.scheduler = ddpm_scheduler(config.diffusion_steps, config.beta_start, config.beta_end)
         self.classifier: Classifier | None = None
-        self.unet: UNet2DModel | None = None
         self.num_classes = 0
         self.report: dict[str, float] = {}
-        self._examples: dict[str, torch.Tensor] = {}
-        self._first_batch: torch.Tensor | None = None
 
     @classmethod
     def with_budget(cls, config: DiffOODConfig, steps: int | None, reps: int | None) -> DiffOODConfig:
@@ -89,9 +81,6 @@ class DiffOOD(OODMethod):
             raise MissingWeightsError(f"classifier checkpoint {config.classifier_path} does not exist")
         if config.unet_path:
             load_unet(config.unet_path, config.image_size, config.channels)
-
-    def transform(self, img) -> torch.Tensor:
-        return self._transform(img)
 
     # ------------------------------------------------------------------ fit
     def fit(self, train_set: ImageDataset) -> None:
@@ -140,6 +129,12 @@ class DiffOOD(OODMethod):
                            classifier_final_loss=res.epoch_losses[-1])
         return clf
 
+    def build_untrained(self, num_classes: int) -> None:
+        c = self.config
+        self.num_classes = num_classes
+        self.classifier = Classifier(num_classes, c.channels, c.classifier_width).to(self.device).eval()
+        self.unet = unet_from_config(c, num_classes + 1).to(self.device).eval()
+
     def _fit_unet(self, x: torch.Tensor, y: torch.Tensor) -> UNet2DModel:
         c = self.config
         if c.unet_path:
@@ -148,26 +143,8 @@ class DiffOOD(OODMethod):
                 raise ConfigError(f"UNet in {c.unet_path} has {unet.config.num_class_embeds} class embeddings; "
                                   f"diffood needs {self.num_classes + 1} (classes + null)")
             return unet.to(self.device).eval()
-        unet = build_unet(c.image_size, c.channels, c.base_channels, tuple(c.channel_mult), c.layers_per_block,
-                          tuple(c.attention_resolutions), c.dropout, num_class_embeds=self.num_classes + 1,
-                          norm_num_groups=c.norm_groups)
-        alphas = self.scheduler.alphas_cumprod.to(self.device)
-        null = self.num_classes
-
-        def loss_fn(model, batch, g):
-            x0 = batch[0].float() / 127.5 - 1.0
-            if c.hflip:
-                x0 = random_hflip(x0, g)
-            drop = torch.rand(len(x0), device=x0.device, generator=g) < c.label_dropout
-            labels = torch.where(drop, torch.full_like(batch[1], null), batch[1])
-            return epsilon_loss(model, x0, alphas, g, class_labels=labels)
-
-        n_params = sum(p.numel() for p in unet.parameters())
-        self.log(f"training a {n_params / 1e6:.2f} M-parameter class-conditional UNet, {c.epochs} epochs")
-        spec = TrainSpec(epochs=c.epochs, batch_size=c.train_batch_size, lr=c.lr, warmup_steps=c.warmup_steps,
-                         grad_clip=c.grad_clip, ema_decay=c.ema_decay, checkpoint_every=c.checkpoint_every)
-        res = train(unet, (x, y), loss_fn, spec, self.device, self.ctx.seed, self.ctx.work_dir,
-                    desc="diffood UNet", checkpoint_name="unet_state")
+        res = train_unet(c, x, self.device, self.ctx.seed, self.ctx.work_dir, desc="diffood UNet",
+                         labels=y, num_classes=self.num_classes, label_dropout=c.label_dropout)
         self.report["unet_final_loss"] = res.epoch_losses[-1]
         return res.model
 
@@ -198,29 +175,9 @@ class DiffOOD(OODMethod):
             views = self._views(den01)
             for s in c.spaces:
                 scores[f"{s}@{t}"] = (ref[s] - views[s]).abs().sum(1).view(b, r).mean(1)
-            if self._first_batch is None and t == c.timesteps[0]:
-                n = min(N_EXAMPLES, b)
-                self._first_batch = torch.stack([x[:n], ((noised(t)[::r][:n] + 1) / 2).clamp(0, 1), den01[::r][:n]]).cpu()
+            if t == c.timesteps[0]:  # original, noised to t, denoised (first repeat)
+                self.keep_examples([x, ((noised(t)[::r] + 1) / 2).clamp(0, 1), den01[::r]])
         return BatchOutput(scores, predictions=y)
-
-    def score(self, data: ImageDataset, desc: str | None = None):
-        self._first_batch = None
-        out = super().score(data, desc)
-        self._examples = {data.fingerprint(): self._first_batch}
-        return out
-
-    def save_examples(self, data: ImageDataset, path: Path) -> bool:
-        """Grid: originals, noised to the first t, guided-DDIM denoised (first repeat)."""
-        stack = self._examples.get(data.fingerprint())
-        if stack is None:
-            n = min(N_EXAMPLES, len(data))
-            x = torch.stack([self.transform(data[i][0]) for i in range(n)]).to(self.device)
-            with torch.no_grad():
-                self._first_batch = None
-                self.score_batch(x, self.batch_generator(data.fingerprint(), 0))
-            stack = self._first_batch
-        save_grid(list(stack), path)
-        return True
 
     # ------------------------------------------------------------------ state, cost
     def save(self, directory: Path) -> None:

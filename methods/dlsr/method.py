@@ -151,6 +151,12 @@ class DLSR(OODMethod):
         if cache is not None:
             cache.unlink(missing_ok=True)
 
+    def build_untrained(self, num_classes: int) -> None:
+        c = self.config
+        feats = self._ensure_features()
+        self.model = LFDN(feats.dim, c.width, c.blocks).to(self.device).eval()
+        self.first_model = LFDN(feats.dim, c.width, c.blocks).to(self.device).eval()
+
     def reconstruct(self, model: LFDN, z0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Noise ``z0`` to ``t`` with ``eps`` and run the DDIM chain back to the x0 estimate."""
         sched = self.ddim_scheduler()

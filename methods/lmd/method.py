@@ -26,35 +26,26 @@ from diffusers import UNet2DModel
 from benchmark.registry import register_method
 from data.base import ImageDataset
 from data.loading import materialize
-from data.transforms import ImageTransform
-from methods.base import BatchOutput, OODMethod
-from methods.examples import N_EXAMPLES, save_grid
+from methods.base import BatchOutput
 from methods.lmd.config import LMDConfig
 from methods.lmd.distances import DISTANCE_TYPES, Distance, build_distance, check_lpips_weights
 from methods.lmd.inpaint import inpaint
 from methods.lmd.masks import make_masks
-from methods.training import TrainSpec, train
-from methods.unet import build_unet, ddpm_scheduler, epsilon_loss, load_unet, random_hflip
+from methods.unet import PixelDiffusionMethod, load_unet, train_unet
 
 
 @register_method("lmd")
-class LMD(OODMethod):
+class LMD(PixelDiffusionMethod):
     """Diffusion inpainting of checkerboard-masked images; distance to the original. Unsupervised."""
 
     config_cls = LMDConfig
     needs_labels = False
     version = "1"
-    default_batch_size = 32
     config: LMDConfig
 
     def __init__(self, config: LMDConfig, ctx) -> None:
         super().__init__(config, ctx)
-        self._transform = ImageTransform(config.image_size, config.channels)
-        self.scheduler = ddpm_scheduler(config.timesteps, config.beta_start, config.beta_end)
-        self.unet: UNet2DModel | None = None
         self._distances: dict[str, Distance] | None = None
-        self._examples: dict[str, torch.Tensor] = {}  # dataset fingerprint → (3, n, C, H, W) picture rows
-        self._first_batch: torch.Tensor | None = None
         self.losses: list[float] = []
 
     @classmethod
@@ -71,9 +62,6 @@ class LMD(OODMethod):
         if config.unet_path:
             load_unet(config.unet_path, config.image_size, config.channels)
 
-    def transform(self, img) -> torch.Tensor:
-        return self._transform(img)
-
     # ------------------------------------------------------------------ fit
     def fit(self, train_set: ImageDataset) -> None:
         c = self.config
@@ -81,22 +69,8 @@ class LMD(OODMethod):
             self.unet = load_unet(c.unet_path, c.image_size, c.channels).to(self.device).eval()
             self.log(f"using the pretrained UNet in {c.unet_path} (no training)")
             return
-        x, _ = materialize(train_set, self.transform, self.ctx.batch_size * 8, self.ctx.workers)
-        unet = build_unet(c.image_size, c.channels, c.base_channels, tuple(c.channel_mult), c.layers_per_block,
-                          tuple(c.attention_resolutions), c.dropout, norm_num_groups=c.norm_groups)
-        n_params = sum(p.numel() for p in unet.parameters())
-        self.log(f"training a {n_params / 1e6:.2f} M-parameter UNet on {len(x)} images, {c.epochs} epochs")
-        alphas = self.scheduler.alphas_cumprod.to(self.device)
-
-        def loss_fn(model, batch, g):
-            x0 = batch[0].float() / 127.5 - 1.0
-            if c.hflip:
-                x0 = random_hflip(x0, g)
-            return epsilon_loss(model, x0, alphas, g)
-
-        spec = TrainSpec(epochs=c.epochs, batch_size=c.train_batch_size, lr=c.lr, warmup_steps=c.warmup_steps,
-                         grad_clip=c.grad_clip, ema_decay=c.ema_decay, checkpoint_every=c.checkpoint_every)
-        res = train(unet, (x,), loss_fn, spec, self.device, self.ctx.seed, self.ctx.work_dir, desc="lmd UNet")
+        x, _ = materialize(train_set, self.transform, 1024, self.ctx.workers)
+        res = train_unet(c, x, self.device, self.ctx.seed, self.ctx.work_dir, desc="lmd UNet")
         self.unet, self.losses = res.model, res.epoch_losses
 
     # ------------------------------------------------------------------ score
@@ -118,35 +92,11 @@ class LMD(OODMethod):
     def score_batch(self, x: torch.Tensor, generator: torch.Generator) -> BatchOutput:
         reps = self.config.reps
         masks, rec = self.lift_and_map(x, reps, generator)
-        if self._first_batch is None:  # keep the first batch's picture rows for save_examples
-            self._first_batch = self._picture_rows(x, masks[::reps], rec[::reps])
+        m0 = masks[::reps].expand(-1, x.shape[1], -1, -1)  # first repetition of each image
+        self.keep_examples([x, x * m0 + 0.5 * (1 - m0), rec[::reps]])  # original, masked (grey), inpainted
         scores = {name: torch.quantile(d.pairwise(x, rec, reps), 0.5, dim=1)  # median, as np.median
                   for name, d in self.distances().items()}
         return BatchOutput(scores)
-
-    def score(self, data: ImageDataset, desc: str | None = None):
-        self._first_batch = None
-        out = super().score(data, desc)
-        self._examples = {data.fingerprint(): self._first_batch}
-        return out
-
-    @staticmethod
-    def _picture_rows(x: torch.Tensor, masks: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
-        """(3, n, C, H, W): originals, masks, inpaintings of (at most) the first N_EXAMPLES images."""
-        n = min(N_EXAMPLES, len(x))
-        return torch.stack([x[:n], masks[:n].expand(-1, x.shape[1], -1, -1), rec[:n]]).cpu()
-
-    def save_examples(self, data: ImageDataset, path: Path) -> bool:
-        """Grid: row 1 originals, row 2 masked inputs (inpainted pixels grey), row 3 inpaintings."""
-        stack = self._examples.get(data.fingerprint())
-        if stack is None:  # scores came from the cache: inpaint a few images for the picture
-            n = min(N_EXAMPLES, len(data))
-            x = torch.stack([self.transform(data[i][0]) for i in range(n)]).to(self.device)
-            masks, rec = self.lift_and_map(x, 1, self.batch_generator(data.fingerprint(), 0))
-            stack = self._picture_rows(x, masks, rec)
-        orig, mask, rec = stack
-        save_grid([orig, orig * mask + 0.5 * (1 - mask), rec], path)
-        return True
 
     # ------------------------------------------------------------------ state, cost
     def save(self, directory: Path) -> None:
