@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from benchmark.runner import MethodResult
 
 
-def entry_scores(results: list["MethodResult"]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+def entry_scores(results: list[MethodResult]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
     """``(entry, ood) → (ID scores (seeds, n), OOD scores (seeds, m))``, seeds in run order."""
     out: dict[tuple[str, str], tuple[list, list]] = {}
     for r in results:
@@ -34,7 +34,7 @@ def entry_scores(results: list["MethodResult"]) -> dict[tuple[str, str], tuple[n
     return {k: (np.stack(v[0]), np.stack(v[1])) for k, v in out.items()}
 
 
-def per_set_frame(results: list["MethodResult"], metrics: pd.DataFrame, n_resamples: int = 1000) -> pd.DataFrame:
+def per_set_frame(results: list[MethodResult], metrics: pd.DataFrame, n_resamples: int = 1000) -> pd.DataFrame:
     """Seed-summarised per-set metrics with ``auroc_low/high`` and ``fpr95_low/high`` columns."""
     s = seed_summary(metrics)
     s = s[s["group"] != MEAN_GROUP].reset_index(drop=True)
@@ -52,7 +52,7 @@ def per_set_frame(results: list["MethodResult"], metrics: pd.DataFrame, n_resamp
     return s
 
 
-def comparisons_frame(results: list["MethodResult"], metrics: pd.DataFrame, n_resamples: int = 1000) -> pd.DataFrame:
+def comparisons_frame(results: list[MethodResult], metrics: pd.DataFrame, n_resamples: int = 1000) -> pd.DataFrame:
     """Pairwise paired-bootstrap tests between methods' canonical scores, per OOD set.
 
     Columns: ``ood, better, worse, auroc_better, auroc_worse, p_auroc, p_fpr95``; ``better`` has

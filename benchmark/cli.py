@@ -175,7 +175,7 @@ def _ds_info(ds) -> dict:
 
 
 def _terminal_table(board) -> str:
-    cells = board._cells("{}", " ± {}")
+    cells = board.cells("{}", " ± {}")
     return cells.to_markdown(stralign="right", tablefmt="simple", disable_numparse=True)
 
 

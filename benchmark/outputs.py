@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark import atomic
-from benchmark.analysis import comparisons_frame, entry_scores, per_set_frame
+from benchmark.analysis import comparisons_frame, per_set_frame
 from benchmark.html_report import escape_frame, table_html, write_report
 from benchmark.plots import auroc_vs_throughput, roc_curves, score_histogram
 from benchmark.report import (Leaderboard, build_leaderboard, format_comparisons, format_per_set, markdown,
@@ -152,7 +152,7 @@ def write_run(run_dir: Path, results, id_name: str, manifest: dict,
 
 
 def _bold_best(board: Leaderboard) -> pd.DataFrame:
-    cells = board._cells("<b>{}</b>", " ± {}")
+    cells = board.cells("<b>{}</b>", " ± {}")
     cells.index = [str(i) for i in escape_frame(cells).index]
     cells.columns = [str(c) for c in escape_frame(cells).columns]
     return cells

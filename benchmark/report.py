@@ -49,7 +49,7 @@ class Leaderboard:
             return None
         return float(vals.max() if rule == "max" else vals.min())
 
-    def _cells(self, bold: str, pm: str) -> pd.DataFrame:
+    def cells(self, bold: str, pm: str) -> pd.DataFrame:
         """Formatted strings; ``bold``/``pm`` are format templates with ``{}``."""
         out = pd.DataFrame(index=self.mean.index, columns=self.mean.columns, dtype=object)
         for col in self.mean.columns:
@@ -70,12 +70,12 @@ class Leaderboard:
         return out
 
     def to_markdown(self) -> str:
-        table = self._cells("**{}**", " ± {}").to_markdown(stralign="right", disable_numparse=True)
+        table = self.cells("**{}**", " ± {}").to_markdown(stralign="right", disable_numparse=True)
         notes = "\n".join(f"<sub>{line}</sub>  " for line in self.provenance)
         return f"{table}\n\n{notes}\n" if notes else table + "\n"
 
     def to_latex(self) -> str:
-        cells = self._cells(r"\textbf{{{}}}", r"{{\scriptsize$\pm${}}}")
+        cells = self.cells(r"\textbf{{{}}}", r"{{\scriptsize$\pm${}}}")
         cells.index = [_latex_escape(str(i)) for i in cells.index]
         cells.columns = [_latex_escape(str(c)) for c in cells.columns]
         cells = cells.rename_axis("Method").reset_index()

@@ -19,6 +19,7 @@ from benchmark.cache import Cache, digest
 from benchmark.config import RunConfig, build_dataclass
 from benchmark.device import PeakMemory, resolve_device, synchronize
 from benchmark.errors import ConfigError
+from benchmark.outputs import safe_name, write_json
 from benchmark.progress import log
 from benchmark.registry import METHODS
 from data import DataContext, ImageDataset, load_dataset
@@ -225,8 +226,8 @@ class Runner:
         report = method.fit_report()
         with atomic.atomic_dir(model_dir) as tmp:
             method.save(tmp)
-            atomic.write_text(tmp / "fit.json", _json({"seconds": seconds, "peak_mem_mib": mem.peak_mib,
-                                                       "report": report, "device": method.device.type}))
+            write_json(tmp / "fit.json", {"seconds": seconds, "peak_mem_mib": mem.peak_mib,
+                                           "report": report, "device": method.device.type})
         log(f"{key}: fitted in {seconds:.1f}s; model cached in {model_dir}")
         return seconds, mem.peak_mib, False, report
 
@@ -264,16 +265,7 @@ class Runner:
         if not (self.cache.enabled and cached.is_file()):
             if not method.save_examples(ds, cached):
                 return None
-        dest = self.examples_dir / f"{key}_{_safe(name)}.png"
+        dest = self.examples_dir / f"{key}_{safe_name(name)}.png"
         atomic.write_bytes(dest, cached.read_bytes())
         return dest
 
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, indent=2, sort_keys=True, default=str)

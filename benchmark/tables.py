@@ -30,7 +30,7 @@ def entry_name(method: str, score: str, primary: str) -> str:
     return method if score == primary else f"{method}[{score}]"
 
 
-def metrics_frame(results: list["MethodResult"], id_name: str) -> pd.DataFrame:
+def metrics_frame(results: list[MethodResult], id_name: str) -> pd.DataFrame:
     """Per-set metrics for every result and sub-score, followed by the mean rows."""
     rows = []
     for r in results:

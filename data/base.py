@@ -77,7 +77,7 @@ class ImageDataset(torch.utils.data.Dataset):
         lab = f"{self.num_classes} classes" if self.has_labels else "unlabelled"
         return f"{self.name} [{self.split}] {len(self)} images, {lab}"
 
-    def take(self, n: int | None) -> "ImageDataset":
+    def take(self, n: int | None) -> ImageDataset:
         """The first ``n`` items (all when ``n`` is None or ≥ len)."""
         if n is None or n >= len(self):
             return self

@@ -25,7 +25,6 @@ tinyimagenet   ``tiny-imagenet-200/train/`` and ``tiny-imagenet-200/val/``
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np

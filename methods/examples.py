@@ -10,12 +10,12 @@ from torchvision.utils import make_grid, save_image
 from benchmark import atomic
 
 N_EXAMPLES = 8
-MIN_TILE = 32
+MIN_TILE = 64
 
 
 def save_grid(rows: list[torch.Tensor], path: Path) -> Path:
     """One row per tensor ``(n, C, H, W)`` in ``[0, 1]`` (same n, C, H, W); tiny tiles are enlarged
-    (nearest) to at least 32 px so the picture can be read."""
+    (nearest) to at least 64 px so the picture can be read."""
     tiles = torch.cat([r.detach().float().cpu().clamp(0, 1) for r in rows])
     if tiles.shape[-1] < MIN_TILE:
         tiles = F.interpolate(tiles, scale_factor=-(-MIN_TILE // tiles.shape[-1]), mode="nearest")

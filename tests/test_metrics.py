@@ -1,7 +1,6 @@
 """Golden tests for the metrics on hand-made score sets with known answers."""
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score
 
 from benchmark.metrics import all_metrics, aupr_in, aupr_out, auroc, fpr95, fpr95_oodpos
 

@@ -84,7 +84,6 @@ class DiffOOD(PixelDiffusionMethod):
 
     # ------------------------------------------------------------------ fit
     def fit(self, train_set: ImageDataset) -> None:
-        c = self.config
         x, y = materialize(train_set, self.transform, 1024, self.ctx.workers)
         if (y < 0).any():
             raise ConfigError(f"diffood needs class labels, but {train_set.name} has unlabelled images")
