@@ -56,7 +56,7 @@ def load_unet(path: str, image_size: int, channels: int) -> UNet2DModel:
     if not (folder / "config.json").is_file():
         raise MissingWeightsError(f"no diffusers UNet in {folder} (expected config.json and the weights there); "
                                   f"save one with UNet2DModel.save_pretrained(folder)")
-    unet = UNet2DModel.from_pretrained(folder)
+    unet = UNet2DModel.from_pretrained(folder, low_cpu_mem_usage=False)  # no accelerate needed
     if unet.config.sample_size not in (image_size, None) or unet.config.in_channels != channels:
         raise ConfigError(f"UNet in {folder} is for {unet.config.in_channels}×{unet.config.sample_size}² images, "
                           f"but the method is configured for {channels}×{image_size}²; set image_size/channels to match")

@@ -191,7 +191,7 @@ class DiffOOD(PixelDiffusionMethod):
         self.classifier = Classifier(self.num_classes, c.channels, c.classifier_width)
         self.classifier.load_state_dict(torch.load(directory / "classifier.pt", map_location="cpu", weights_only=True))
         self.classifier = self.classifier.to(self.device).eval()
-        self.unet = UNet2DModel.from_pretrained(directory / "unet").to(self.device).eval()
+        self.unet = UNet2DModel.from_pretrained(directory / "unet", low_cpu_mem_usage=False).to(self.device).eval()
 
     def cost(self) -> dict[str, float]:
         c = self.config

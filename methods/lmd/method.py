@@ -103,7 +103,7 @@ class LMD(PixelDiffusionMethod):
         self.unet.save_pretrained(directory / "unet")  # a diffusers folder, reusable as unet_path
 
     def load(self, directory: Path) -> None:
-        self.unet = UNet2DModel.from_pretrained(directory / "unet").to(self.device).eval()
+        self.unet = UNet2DModel.from_pretrained(directory / "unet", low_cpu_mem_usage=False).to(self.device).eval()
 
     def cost(self) -> dict[str, float]:
         c = self.config
