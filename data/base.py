@@ -69,9 +69,13 @@ class ImageDataset(torch.utils.data.Dataset):
         return [self.item_id(i) for i in range(len(self))]
 
     def fingerprint(self) -> str:
-        """Short hash of :meth:`identity` plus the length: the dataset part of cache keys."""
-        blob = json.dumps({"len": len(self), **self.identity()}, sort_keys=True, default=str)
-        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+        """Short hash of :meth:`identity` plus the length: the dataset part of cache keys.
+        Computed once (datasets do not change; hashing a large set or stat-ing a big folder
+        is not free, and the runner asks several times)."""
+        if getattr(self, "_fingerprint", None) is None:
+            blob = json.dumps({"len": len(self), **self.identity()}, sort_keys=True, default=str)
+            self._fingerprint = hashlib.sha1(blob.encode()).hexdigest()[:16]
+        return self._fingerprint
 
     def describe(self) -> str:
         lab = f"{self.num_classes} classes" if self.has_labels else "unlabelled"
