@@ -42,10 +42,10 @@ def per_set_frame(results: list[MethodResult], metrics: pd.DataFrame, n_resample
     lows = {m: [] for m in ("auroc", "fpr95")}
     highs = {m: [] for m in ("auroc", "fpr95")}
     for e, ood in zip(s["entry"], s["ood"]):
-        ci = confidence_intervals(*scores[(e, ood)], n_resamples=n_resamples) if n_resamples > 0 else {}
+        ci = confidence_intervals(*scores[(e, ood)], n_resamples=n_resamples)
         for m in lows:
-            lows[m].append(ci[m].low if ci else np.nan)
-            highs[m].append(ci[m].high if ci else np.nan)
+            lows[m].append(ci[m].low)
+            highs[m].append(ci[m].high)
     for m in lows:
         s.insert(s.columns.get_loc(m) + 1, f"{m}_low", lows[m])
         s.insert(s.columns.get_loc(m) + 2, f"{m}_high", highs[m])

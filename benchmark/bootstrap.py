@@ -63,7 +63,10 @@ def confidence_intervals(id_scores: np.ndarray, ood_scores: np.ndarray, metrics:
     """95 % percentile intervals of ``metrics`` from one set of resamples.
 
     Scores are ``(n,)`` or ``(seeds, n)``; with seeds the interval is that of the seed-averaged metric.
+    ``n_resamples=0`` (``--bootstrap 0``) skips the bootstrap: NaN intervals.
     """
+    if n_resamples <= 0:
+        return {m: Interval(float("nan"), float("nan")) for m in metrics}
     id2, ood2 = _as_2d(id_scores), _as_2d(ood_scores)
 
     def stat(i, o, axis=-1):  # i, o: (seeds, [resamples,] n) → (metrics, [resamples]) seed means
@@ -81,10 +84,13 @@ def paired_p_values(id_a: np.ndarray, ood_a: np.ndarray, id_b: np.ndarray, ood_b
     Each resample draws the same ID and OOD images for both methods (paired); ``p`` is the
     fraction of resamples where A is not better (higher AUROC, lower FPR@95), ties counting one
     half (mid-p), so identical score sets give 0.5. Scores ``(n,)`` or ``(seeds, n)``.
+    ``n_resamples=0`` skips the bootstrap: NaN p-values.
     """
     ida, oda, idb, odb = map(_as_2d, (id_a, ood_a, id_b, ood_b))
     if ida.shape != idb.shape or oda.shape != odb.shape:
         raise ValueError("paired comparison needs scores of the same images (and seeds) for both methods")
+    if n_resamples <= 0:
+        return {m: float("nan") for m in metrics}
     sign = np.array([1.0 if m == "auroc" else -1.0 for m in metrics])  # lower FPR is better
 
     def diff(i, o, axis=-1):  # i, o: (2, seeds, [resamples,] n) → A − B of the seed means, per metric

@@ -152,7 +152,8 @@ def write_run(run_dir: Path, results, id_name: str, manifest: dict,
 
 
 def _bold_best(board: Leaderboard) -> pd.DataFrame:
+    """Leaderboard cells with the best values in <b>; names escaped (the cells are numbers)."""
     cells = board.cells("<b>{}</b>", " ± {}")
-    cells.index = [str(i) for i in escape_frame(cells).index]
-    cells.columns = [str(c) for c in escape_frame(cells).columns]
+    escaped = escape_frame(cells)
+    cells.index, cells.columns = escaped.index, escaped.columns
     return cells

@@ -227,8 +227,8 @@ def format_comparisons(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "OOD": df["ood"], "better": df["better"], "worse": df["worse"],
         "AUROC better / worse": [f"{_pct(a)} / {_pct(b)}" for a, b in zip(df["auroc_better"], df["auroc_worse"])],
-        "p (AUROC)": [f"{p:.3g}" for p in df["p_auroc"]],
-        "p (FPR95)": [f"{p:.3g}" for p in df["p_fpr95"]],
+        "p (AUROC)": ["–" if pd.isna(p) else f"{p:.3g}" for p in df["p_auroc"]],
+        "p (FPR95)": ["–" if pd.isna(p) else f"{p:.3g}" for p in df["p_fpr95"]],
     })
     return out
 

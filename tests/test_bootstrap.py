@@ -53,3 +53,10 @@ def test_paired_p_is_one_half_for_identical_scores_and_small_for_a_clear_winner(
     assert worse["auroc"] > 0.95
     with pytest.raises(ValueError, match="same images"):
         paired_p_values(a, b, a[:-1], b)
+
+
+def test_zero_resamples_means_no_bootstrap():
+    a, b = np.arange(10.0), np.arange(10.0) + 5
+    ci = confidence_intervals(a, b, n_resamples=0)
+    assert np.isnan(ci["auroc"].low) and np.isnan(ci["fpr95"].high)
+    assert all(np.isnan(v) for v in paired_p_values(a, b, a, b, n_resamples=0).values())

@@ -173,3 +173,12 @@ def test_speed_command_times_untrained_methods_and_extrapolates(capsys):
     assert "(extrapolated)" in lines["lmd"]
     dlsr = lines["dlsr"].split()
     assert dlsr[1] == "9" and dlsr[2] == "5"  # steps = t + 1 = 2 → backbone + 2 models x 2 LFDN passes
+
+
+def test_bootstrap_zero_with_several_methods(tmp_path):
+    out = tmp_path / "nb"
+    assert main(["run", "--method", "test-mean", "test-labelled", "--id", "digits", "--ood", "noise",
+                 "--out", str(out), "--quiet", "--limit", "20", "--bootstrap", "0"]) == 0
+    comps = pd.read_csv(out / "comparisons.csv")
+    assert len(comps) == 1 and comps["p_auroc"].isna().all()
+    assert pd.read_csv(out / "per_set.csv")["auroc_low"].isna().all()
