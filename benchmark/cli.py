@@ -78,7 +78,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------ run
-def build_run_config(args: argparse.Namespace):
+def preset_config(args: argparse.Namespace):
+    """The preset (``--config``, default ``embedded``) with the flags ``run`` and ``speed``
+    share applied: ``--method``, ``--device``, ``--set``. Returns ``(preset path, RunConfig)``."""
     from benchmark.config import RunConfig, apply_mapping, find_preset, load_yaml, parse_set
 
     preset = find_preset(args.config or DEFAULT_PRESET)
@@ -86,6 +88,15 @@ def build_run_config(args: argparse.Namespace):
     cfg.preset = str(preset)
     if args.methods:
         cfg.methods = list(args.methods)
+    if args.device is not None:
+        cfg.device = args.device
+    for m, opts in parse_set(args.sets).items():
+        cfg.method_options.setdefault(m, {}).update(opts)
+    return preset, cfg
+
+
+def build_run_config(args: argparse.Namespace):
+    preset, cfg = preset_config(args)
     if args.id:
         cfg.id = args.id
     if args.ood:
@@ -94,7 +105,7 @@ def build_run_config(args: argparse.Namespace):
         cfg.seeds = list(args.seeds)
     elif args.seed is not None:
         cfg.seeds = [args.seed]
-    for flag, attr in (("device", "device"), ("data_root", "data_root"), ("download", "download"),
+    for flag, attr in (("data_root", "data_root"), ("download", "download"),
                        ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"), ("train_limit", "train_limit"),
                        ("cache_dir", "cache_dir"), ("skip_unreadable", "skip_unreadable"), ("out", "out"),
                        ("bootstrap", "bootstrap"), ("steps", "steps"), ("reps", "reps")):
@@ -103,8 +114,6 @@ def build_run_config(args: argparse.Namespace):
             setattr(cfg, attr, v)
     if args.no_cache:
         cfg.use_cache = False
-    for m, opts in parse_set(args.sets).items():
-        cfg.method_options.setdefault(m, {}).update(opts)
     if cfg.out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         cfg.out = str(Path("results") / f"{preset.stem}-{stamp}")
@@ -184,20 +193,12 @@ def cmd_speed(args: argparse.Namespace) -> int:
     import data  # noqa: F401
     import methods  # noqa: F401
     from benchmark import progress
-    from benchmark.config import RunConfig, apply_mapping, find_preset, load_yaml, parse_set
     from benchmark.manifest import device_info
     from benchmark.runner import prepare_methods
     from benchmark.speed import format_table, measure
 
     progress.set_enabled(False)
-    preset = find_preset(args.config or DEFAULT_PRESET)
-    cfg = apply_mapping(RunConfig(), load_yaml(preset), str(preset))
-    if args.methods:
-        cfg.methods = list(args.methods)
-    if args.device:
-        cfg.device = args.device
-    for m, opts in parse_set(args.sets).items():
-        cfg.method_options.setdefault(m, {}).update(opts)
+    preset, cfg = preset_config(args)
     prep = prepare_methods(cfg)
     results = measure(prep, args.images, args.batch_size, args.timing_steps)
     info = device_info(prep.device)

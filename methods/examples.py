@@ -31,7 +31,7 @@ class ExampleRows:
     When the scores came from the cache, the first images are run through ``score_batch`` again.
     """
 
-    _examples: dict[str, torch.Tensor]
+    _examples: dict[str, torch.Tensor] | None = None  # dataset fingerprint → (rows, n, C, H, W)
     _first_batch: torch.Tensor | None = None
 
     def keep_examples(self, rows: list[torch.Tensor]) -> None:
@@ -46,7 +46,7 @@ class ExampleRows:
         return out
 
     def save_examples(self, data, path: Path) -> bool:
-        stack = getattr(self, "_examples", {}).get(data.fingerprint())
+        stack = (self._examples or {}).get(data.fingerprint())
         if stack is None:
             n = min(N_EXAMPLES, len(data))
             x = torch.stack([self.transform(data[i][0]) for i in range(n)]).to(self.device)

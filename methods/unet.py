@@ -167,7 +167,6 @@ class PixelDiffusionMethod(ExampleRows, OODMethod):
         self._transform = ImageTransform(config.image_size, config.channels)
         self.scheduler = config.scheduler()
         self.unet: UNet2DModel | None = None
-        self._examples = {}
 
     def transform(self, img) -> torch.Tensor:
         return self._transform(img)
