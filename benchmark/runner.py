@@ -121,13 +121,23 @@ def display_name(name: str) -> str:
     return Path(name.rstrip("/")).name if looks_like_path(name) else name
 
 
+def apply_budget(cls: type[OODMethod], key: str, mcfg: MethodConfig, steps: int | None,
+                 reps: int | None) -> MethodConfig:
+    """``cls.with_budget`` with an invalid result reported as a one-line :class:`ConfigError`."""
+    if (steps is not None and steps <= 0) or (reps is not None and reps <= 0):
+        raise ConfigError("a steps or reps budget (--steps, --reps, --timing-steps) must be a positive number")
+    try:
+        return cls.with_budget(mcfg, steps, reps)
+    except ValueError as e:  # the budget made the config invalid
+        raise ConfigError(f"{key}: {e}") from None
+
+
 def prepare_methods(cfg: RunConfig) -> PreparedRun:
     """Resolve the device and every method's typed config (budgets applied, preflight checks
     passed); datasets are not loaded (see :func:`prepare`)."""
     if not cfg.methods:
         raise ConfigError("no method given; use --method NAME (see `ood-bench list`)")
-    for flag, v in (("--limit", cfg.limit), ("--train-limit", cfg.train_limit), ("--steps", cfg.steps),
-                    ("--reps", cfg.reps)):
+    for flag, v in (("--limit", cfg.limit), ("--train-limit", cfg.train_limit)):
         if v is not None and v <= 0:
             raise ConfigError(f"{flag} must be a positive number")
     device = resolve_device(cfg.device)
@@ -138,11 +148,7 @@ def prepare_methods(cfg: RunConfig) -> PreparedRun:
             raise ConfigError(f"method {key} listed twice")
         cls = METHODS.get(key)
         opts = {**cfg.method_options.get(key, {}), **(cfg.method_options.get(name, {}) if name != key else {})}
-        mcfg = build_dataclass(cls.config_cls, opts, key)
-        try:
-            mcfg = cls.with_budget(mcfg, cfg.steps, cfg.reps)
-        except ValueError as e:  # the budget made the config invalid
-            raise ConfigError(f"{key}: {e}") from None
+        mcfg = apply_budget(cls, key, build_dataclass(cls.config_cls, opts, key), cfg.steps, cfg.reps)
         cls.preflight(mcfg)
         methods[key] = (cls, mcfg)
     for name in cfg.method_options:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from benchmark.device import PeakMemory, synchronize
-from benchmark.runner import PreparedRun, seed_everything
+from benchmark.runner import PreparedRun, apply_budget, seed_everything
 from methods.base import OODMethod, RunContext
 
 
@@ -47,7 +47,7 @@ def measure(prep: PreparedRun, images: int, batch_size: int | None, timing_steps
     out = []
     for key, (cls, cfg) in prep.methods.items():
         full: OODMethod = cls(cfg, RunContext(device=prep.device))
-        timed_cfg = cls.with_budget(cfg, timing_steps, None) if timing_steps else cfg
+        timed_cfg = apply_budget(cls, key, cfg, timing_steps, None)
         bs = min(images, batch_size or getattr(cls, "default_batch_size", 128))
         m: OODMethod = cls(timed_cfg, RunContext(device=prep.device, batch_size=bs))
         seed_everything(0, key)

@@ -182,3 +182,9 @@ def test_bootstrap_zero_with_several_methods(tmp_path):
     comps = pd.read_csv(out / "comparisons.csv")
     assert len(comps) == 1 and comps["p_auroc"].isna().all()
     assert pd.read_csv(out / "per_set.csv")["auroc_low"].isna().all()
+
+
+@pytest.mark.parametrize("steps", ["200", "0"])
+def test_speed_with_an_impossible_timing_budget_is_a_one_line_error(capsys, steps):
+    rc, line = _err(capsys, ["speed", "--method", "dlsr", "--images", "2", "--timing-steps", steps])
+    assert rc == 2 and line.startswith("error: ")
