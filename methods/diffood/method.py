@@ -168,14 +168,14 @@ class DiffOOD(PixelDiffusionMethod):
         ref = self._views(((noised(0) + 1) / 2).clamp(0, 1))
         scores = {}
         for t in c.timesteps:
-            den = guided_denoise(self.unet, self.scheduler, noised(t), t, c.stride, labels,
-                                 self.num_classes, c.guidance)
+            xt = noised(t)
+            den = guided_denoise(self.unet, self.scheduler, xt, t, c.stride, labels, self.num_classes, c.guidance)
             den01 = ((den + 1) / 2).clamp(0, 1)
             views = self._views(den01)
             for s in c.spaces:
                 scores[f"{s}@{t}"] = (ref[s] - views[s]).abs().sum(1).view(b, r).mean(1)
             if t == c.timesteps[0]:  # original, noised to t, denoised (first repeat)
-                self.keep_examples([x, ((noised(t)[::r] + 1) / 2).clamp(0, 1), den01[::r]])
+                self.keep_examples([x, ((xt[::r] + 1) / 2).clamp(0, 1), den01[::r]])
         return BatchOutput(scores, predictions=y)
 
     # ------------------------------------------------------------------ state, cost
