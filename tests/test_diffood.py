@@ -84,6 +84,22 @@ def test_resnet18_32x32_size_and_openood_style_checkpoint():
     assert logits.shape == (3, 10) and feats.shape == (3, 64)
 
 
+def test_classifier_sees_inputs_at_its_design_size():
+    torch.manual_seed(0)
+    clf = Classifier(5, 1, 8).eval()  # input_size 32 by default
+    seen = []
+    clf.net.conv1.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[-2:]))
+    x = torch.rand(2, 1, 8, 8)
+    up = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(clf(x)[0], clf(up)[0])  # 8 px is resized; 32 px passes through
+    assert seen == [(32, 32), (32, 32)]
+    clf.input_size = 0  # keep the input's size
+    clf(x)
+    assert seen[-1] == (8, 8)
+    with pytest.raises(ValueError, match="classifier_size"):
+        DiffOODConfig(classifier_size=4)
+
+
 def test_random_crop_takes_windows_of_the_padded_image():
     x = torch.arange(16.0).view(1, 1, 4, 4).repeat(5, 1, 1, 1)
     g = torch.Generator().manual_seed(0)

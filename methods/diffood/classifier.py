@@ -3,8 +3,10 @@
 A 3×3 stride-1 stem without max-pool, then four stages of two timm ``BasicBlock``s with widths
 ``(w, 2w, 4w, 8w)`` (w = 64 in the paper) and strides (1, 2, 2, 2), global average pooling and a
 linear head. (timm's ``ResNet`` class fixes a 64-channel stem, so the stages are assembled here
-from its blocks.) Inputs are images in ``[0, 1]``; the ID training set's per-channel mean/std
-normalisation is part of the module. ``forward`` returns ``(logits (B, K), features (B, 8w))``.
+from its blocks.) Inputs are images in ``[0, 1]`` of any side; :class:`Classifier` resizes them
+(bilinear) to its ``input_size`` (32: the network's design resolution, where the last stage is
+4×4 before pooling) and applies the ID training set's per-channel mean/std normalisation.
+``forward`` returns ``(logits (B, K), features (B, 8w))``.
 
 OpenOOD checkpoints hold the same tensors in the same order (their ``shortcut`` is our
 ``downsample``), so :func:`methods.backbones.load_by_order` loads them.
@@ -48,10 +50,12 @@ class ResNet18x32(nn.Module):
 
 
 class Classifier(nn.Module):
-    """:class:`ResNet18x32` behind the ID set's mean/std normalisation; inputs in ``[0, 1]``."""
+    """:class:`ResNet18x32` behind resizing to ``input_size`` (0 = keep the input's size) and the
+    ID set's mean/std normalisation; inputs ``(B, C, H, W)`` in ``[0, 1]``."""
 
-    def __init__(self, num_classes: int, in_chans: int = 3, width: int = 64) -> None:
+    def __init__(self, num_classes: int, in_chans: int = 3, width: int = 64, input_size: int = 32) -> None:
         super().__init__()
+        self.input_size = input_size
         self.net = ResNet18x32(num_classes, in_chans, width)
         self.register_buffer("mean", torch.zeros(1, in_chans, 1, 1))
         self.register_buffer("std", torch.ones(1, in_chans, 1, 1))
@@ -61,6 +65,9 @@ class Classifier(nn.Module):
         self.std.copy_(std.view_as(self.std))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        size = self.input_size
+        if size and x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         return self.net((x - self.mean) / self.std)
 
 

@@ -22,6 +22,8 @@ class DiffOODConfig(PixelDiffusionConfig):
     # classifier: ResNet-18 32x32, OpenOOD recipe
     classifier_path: str = fit_option("", "a trained classifier checkpoint (ours or OpenOOD's ResNet18_32x32) instead of training")
     classifier_width: int = fit_option(64, "ResNet-18 stem/first-stage width")
+    classifier_size: int = fit_option(32, "side the classifier sees: images are resized (bilinear) to it, "
+                                          "the ResNet-18 32x32's design resolution (0 = the image size)")
     classifier_epochs: int = fit_option(100, "SGD epochs")
     classifier_lr: float = fit_option(0.1, "SGD learning rate (cosine schedule)")
     classifier_momentum: float = fit_option(0.9, "SGD momentum (Nesterov)")
@@ -43,5 +45,7 @@ class DiffOODConfig(PixelDiffusionConfig):
                 raise ValueError(f"timestep {t} must be in (0, {self.diffusion_steps}) and a multiple of stride {self.stride}")
         if self.score not in self.score_names():
             raise ValueError(f"score must be one of {self.score_names()}")
+        if self.classifier_size < 0 or (self.classifier_size and self.classifier_size < 8):
+            raise ValueError("classifier_size must be 0 (the image size) or at least 8 px")
         if self.repeats < 1 or not 0 <= self.label_dropout < 1:
             raise ValueError("repeats must be ≥ 1 and label_dropout in [0, 1)")
