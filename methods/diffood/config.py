@@ -45,7 +45,7 @@ class DiffOODConfig(PixelDiffusionConfig):
                 raise ValueError(f"timestep {t} must be in (0, {self.diffusion_steps}) and a multiple of stride {self.stride}")
         if self.score not in self.score_names():
             raise ValueError(f"score must be one of {self.score_names()}")
-        if self.classifier_size < 0 or (self.classifier_size and self.classifier_size < 8):
+        if self.classifier_size and self.classifier_size < 8:  # negatives included
             raise ValueError("classifier_size must be 0 (the image size) or at least 8 px")
         if self.repeats < 1 or not 0 <= self.label_dropout < 1:
             raise ValueError("repeats must be ≥ 1 and label_dropout in [0, 1)")

@@ -6,8 +6,8 @@ ID images come back close in the classifier's eyes; OOD images move.
 
 Fit (needs ID labels): the ResNet-18 32×32 classifier (:mod:`methods.diffood.classifier`; SGD
 lr 0.1, momentum 0.9 Nesterov, wd 5e-4, cosine, crop + flip; it sees every image resized to
-``classifier_size`` = 32 px, its design resolution, whatever the diffusion model's size) and a class-conditional
-``UNet2DModel`` with ``num_class_embeds = K + 1`` (index K = null class; labels dropped to null
+``classifier_size`` = 32 px, its design resolution, whatever the diffusion model's size) and a
+class-conditional ``UNet2DModel`` with ``num_class_embeds = K + 1`` (index K = null class; labels dropped to null
 with probability 0.1), linear betas 1e-4..0.02 over 1000 steps, ε-prediction, AdamW, warmup,
 clipping, EMA. Either can be loaded instead (``classifier_path``, ``unet_path``).
 
@@ -92,9 +92,14 @@ class DiffOOD(PixelDiffusionMethod):
         self.classifier = self._fit_classifier(x, y)
         self.unet = self._fit_unet(x, y)
 
+    def _new_classifier(self) -> Classifier:
+        """An untrained classifier at the configured width and input size, for ``self.num_classes`` classes."""
+        c = self.config
+        return Classifier(self.num_classes, c.channels, c.classifier_width, c.classifier_size)
+
     def _fit_classifier(self, x: torch.Tensor, y: torch.Tensor) -> Classifier:
         c = self.config
-        clf = Classifier(self.num_classes, c.channels, c.classifier_width, c.classifier_size)
+        clf = self._new_classifier()
         xf = x.float() / 255
         clf.set_normalization(xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
         if c.classifier_path:
@@ -115,7 +120,8 @@ class DiffOOD(PixelDiffusionMethod):
                 xb = random_hflip(xb, g)
             return F.cross_entropy(model(xb)[0].float(), yb)
 
-        self.log(f"training the ResNet-18 classifier (width {c.classifier_width}, {c.classifier_size or c.image_size} px) on {len(x)} images, "
+        self.log(f"training the ResNet-18 classifier (width {c.classifier_width}, "
+                 f"{c.classifier_size or c.image_size} px) on {len(x)} images, "
                  f"{self.num_classes} classes, {c.classifier_epochs} epochs")
         spec = TrainSpec(epochs=c.classifier_epochs, batch_size=c.classifier_batch_size, lr=c.classifier_lr,
                          weight_decay=c.classifier_weight_decay, optimizer="sgd", momentum=c.classifier_momentum,
@@ -132,7 +138,7 @@ class DiffOOD(PixelDiffusionMethod):
     def build_untrained(self, num_classes: int) -> None:
         c = self.config
         self.num_classes = num_classes
-        self.classifier = Classifier(num_classes, c.channels, c.classifier_width, c.classifier_size).to(self.device).eval()
+        self.classifier = self._new_classifier().to(self.device).eval()
         self.unet = unet_from_config(c, num_classes + 1).to(self.device).eval()
 
     def _fit_unet(self, x: torch.Tensor, y: torch.Tensor) -> UNet2DModel:
@@ -188,8 +194,7 @@ class DiffOOD(PixelDiffusionMethod):
     def load(self, directory: Path) -> None:
         meta = json.loads((directory / "diffood.json").read_text())
         self.num_classes, self.report = meta["num_classes"], meta["report"]
-        c = self.config
-        self.classifier = Classifier(self.num_classes, c.channels, c.classifier_width, c.classifier_size)
+        self.classifier = self._new_classifier()
         self.classifier.load_state_dict(torch.load(directory / "classifier.pt", map_location="cpu", weights_only=True))
         self.classifier = self.classifier.to(self.device).eval()
         self.unet = UNet2DModel.from_pretrained(directory / "unet", low_cpu_mem_usage=False).to(self.device).eval()
