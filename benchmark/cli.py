@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark.errors import UserError
+from ood_bench.utils.errors import UserError
 
 DEFAULT_PRESET = "embedded"
 
@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--reps", type=int, help="equal budget: repetitions (noise draws / masks) per image for every method")
     r.add_argument("--bootstrap", type=int, help="bootstrap resamples for intervals and p-values (default 1000; 0 = none)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    _plugin_flag(r)
 
     sp = sub.add_parser("speed", help="time the scoring of methods at their configured sizes (untrained weights)",
                         description="Builds each method's networks at the configured sizes with untrained weights and "
@@ -65,9 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--images", type=int, default=8, help="images to time (default 8)")
     sp.add_argument("--batch-size", type=int, help="images per batch (default: per method)")
     sp.add_argument("--timing-steps", type=int, help="time at this many sampling steps and extrapolate to the full budget")
+    _plugin_flag(sp)
 
     ls = sub.add_parser("list", help="registered methods and datasets")
     ls.add_argument("--options", action="store_true", help="also every method option with its default")
+    _plugin_flag(ls)
 
     lb = sub.add_parser("leaderboard", help="(re-)export the leaderboard of one or several runs, merged")
     lb.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -77,11 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _plugin_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="FILE_OR_MODULE",
+                   help="load methods/datasets from a .py file or an importable module (repeatable)")
+
+
 # ------------------------------------------------------------------------------ run
 def preset_config(args: argparse.Namespace):
     """The preset (``--config``, default ``embedded``) with the flags ``run`` and ``speed``
     share applied: ``--method``, ``--device``, ``--set``. Returns ``(preset path, RunConfig)``."""
-    from benchmark.config import RunConfig, apply_mapping, find_preset, load_yaml, parse_set
+    from ood_bench.engine.config import RunConfig, apply_mapping, find_preset, load_yaml, parse_set
 
     preset = find_preset(args.config or DEFAULT_PRESET)
     cfg = apply_mapping(RunConfig(), load_yaml(preset), str(preset))
@@ -92,6 +100,7 @@ def preset_config(args: argparse.Namespace):
         cfg.device = args.device
     for m, opts in parse_set(args.sets).items():
         cfg.method_options.setdefault(m, {}).update(opts)
+    cfg.plugins += [p for p in args.plugins if p not in cfg.plugins]
     return preset, cfg
 
 
@@ -121,66 +130,19 @@ def build_run_config(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark import progress
-    from benchmark.cache import Cache
-    from benchmark.manifest import now_iso, provenance
-    from benchmark.metrics import CONVENTIONS
-    from benchmark.outputs import MANIFEST_FILE, write_json, write_run
-    from benchmark.runner import Runner, prepare
-    import data  # noqa: F401  (registers datasets)
-    import methods  # noqa: F401  (registers methods)
+    from ood_bench.api import execute
+    from ood_bench.utils import progress
 
-    if args.quiet:
-        progress.set_enabled(False)
     t_start = time.perf_counter()
     cfg = build_run_config(args)
-    prep = prepare(cfg)
+    result = execute(cfg, command=" ".join(["ood-bench", *sys.argv[1:]]), show_progress=not args.quiet)
+    print(_terminal_table(result.board))
     run_dir = Path(cfg.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "status": "running", "started": now_iso(), "finished": None,
-        "command": " ".join(["ood-bench", *sys.argv[1:]]), "seeds": cfg.seeds,
-        "config": cfg.to_dict(),
-        "methods": {k: {"config": dataclasses.asdict(c), "version": cls.version, "needs_labels": cls.needs_labels}
-                    for k, (cls, c) in prep.methods.items()},
-        "datasets": {"id_train": _ds_info(prep.id_train), "id_test": _ds_info(prep.id_test),
-                     **{f"ood:{k}": {**_ds_info(v), "group": prep.groups[k]} for k, v in prep.oods.items()}},
-        **provenance(prep.device), "conventions": CONVENTIONS,
-    }
-    write_json(run_dir / MANIFEST_FILE, manifest)
-    progress.log(f"run folder {run_dir}; device {prep.device}; methods {', '.join(prep.methods)}; "
-                 f"ID {cfg.id}; OOD {', '.join(prep.oods)}; seeds {cfg.seeds}")
-    runner = Runner(prep, Cache(cfg.cache_dir, cfg.use_cache), examples_dir=run_dir / "examples")
-    try:
-        results = runner.run()
-    except BaseException as e:
-        manifest.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                        finished=now_iso(), error=f"{type(e).__name__}: {e}".splitlines()[0])
-        write_json(run_dir / MANIFEST_FILE, manifest)
-        raise
-    manifest["timings"] = {f"{r.method}/seed{r.seed}": {
-        "fit_s": r.fit_seconds, "fit_cached": r.fit_cached, "fit_report": r.fit_report,
-        "score_s": sum(d.seconds for d in r.all_scored), "scores_cached": all(d.cached for d in r.all_scored),
-        "img_per_s": r.images_per_second, "nfe_per_image": r.cost, "budget": r.budget, "peak_mem_mib": r.peak_mem_mib,
-        "id_accuracy": r.id_accuracy} for r in results}
-    manifest.update(status="complete", finished=now_iso(), wall_s=round(time.perf_counter() - t_start, 2))
-    _, board, files = write_run(run_dir, results, _display_id(cfg.id), manifest, n_resamples=cfg.bootstrap)
-    print(_terminal_table(board))
     print(f"\nwrote {run_dir}/ in {time.perf_counter() - t_start:.1f}s:")
-    for key, path in files.items():
+    for key, path in result.manifest.get("outputs", {}).items():
         print(f"  {key:18s} {path}")
+    progress.set_enabled(True)
     return 0
-
-
-def _display_id(name: str) -> str:
-    from benchmark.runner import display_name
-
-    return display_name(name)
-
-
-def _ds_info(ds) -> dict:
-    return {"name": ds.name, "split": ds.split, "n": len(ds), "labelled": ds.has_labels,
-            "fingerprint": ds.fingerprint()}
 
 
 def _terminal_table(board) -> str:
@@ -190,15 +152,15 @@ def _terminal_table(board) -> str:
 
 # ------------------------------------------------------------------------------ speed
 def cmd_speed(args: argparse.Namespace) -> int:
-    import data  # noqa: F401
-    import methods  # noqa: F401
-    from benchmark import progress
-    from benchmark.manifest import device_info
-    from benchmark.runner import prepare_methods
-    from benchmark.speed import format_table, measure
+    from ood_bench.engine.manifest import device_info
+    from ood_bench.engine.runner import prepare_methods
+    from ood_bench.engine.speed import format_table, measure
+    from ood_bench.plugins import load_plugins
+    from ood_bench.utils import progress
 
     progress.set_enabled(False)
     preset, cfg = preset_config(args)
+    load_plugins(cfg.plugins)
     prep = prepare_methods(cfg)
     results = measure(prep, args.images, args.batch_size, args.timing_steps)
     info = device_info(prep.device)
@@ -210,10 +172,11 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------ list
 def cmd_list(args: argparse.Namespace) -> int:
-    import data  # noqa: F401
-    import methods  # noqa: F401
-    from benchmark.registry import METHODS
-    from data import DATASETS
+    from ood_bench.data import DATASETS
+    from ood_bench.methods.registry import METHODS
+    from ood_bench.plugins import load_plugins
+
+    load_plugins(args.plugins)
 
     print("methods:")
     for name, cls in METHODS.items():
@@ -225,8 +188,11 @@ def cmd_list(args: argparse.Namespace) -> int:
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
                 stage = f.metadata.get("stage", "fit")
                 print(f"      {name}.{f.name} = {default!r}  ({stage}) {f.metadata.get('help', '')}")
-    for kind in ("embedded", "data-root"):
-        print(f"\ndatasets ({'ship with the packages, offline' if kind == 'embedded' else 'under --data-root'}):")
+    kinds = {"embedded": "ship with the packages, offline", "data-root": "under --data-root", "plugin": "from plugins"}
+    for kind, where in kinds.items():
+        if not any(spec.kind == kind for _, spec in DATASETS.items()):
+            continue
+        print(f"\ndatasets ({where}):")
         for name, spec in DATASETS.items():
             if spec.kind == kind:
                 alias = DATASETS.aliases_of(name)
@@ -238,8 +204,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------ leaderboard
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from benchmark import atomic
-    from benchmark.report import build_leaderboard, merge_runs, provenance_lines
+    from ood_bench.utils import atomic
+    from ood_bench.reporting.leaderboard import build_leaderboard, merge_runs, provenance_lines
 
     metrics, manifests = merge_runs(args.runs)
     board = build_leaderboard(metrics, provenance_lines(manifests), primary_only=args.primary_only)

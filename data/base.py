@@ -4,7 +4,7 @@ An :class:`ImageDataset` is a finite, *ordered* list of images. Item ``i`` is
 ``(PIL.Image, label)``; ``label`` is ``-1`` when the set is unlabelled. Order is stable, so
 per-image scores can be written with stable ids and shards of a set merge back cleanly.
 Images come in their native size and mode (``"L"`` or ``"RGB"``); each method's transform
-converts them to the channels/size it needs (:mod:`data.transforms`).
+converts them to the channels/size it needs (:mod:`ood_bench.data.transforms`).
 """
 from __future__ import annotations
 

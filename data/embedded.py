@@ -25,9 +25,9 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from benchmark.errors import ConfigError
-from data.base import ArrayDataset
-from data.registry import DataContext, register_dataset
+from ood_bench.utils.errors import ConfigError
+from ood_bench.data.base import ArrayDataset
+from ood_bench.data.registry import DataContext, register_dataset
 
 PATCH = 32          # side of texture/photo crops after resizing
 N_CROPS = 300       # crops per split

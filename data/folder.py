@@ -14,8 +14,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from benchmark.errors import DatasetNotFoundError, UnreadableImageError
-from data.base import ImageDataset
+from ood_bench.utils.errors import DatasetNotFoundError, UnreadableImageError
+from ood_bench.data.base import ImageDataset
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")

@@ -1,4 +1,4 @@
-"""DataLoaders over :class:`~data.base.ImageDataset` with a method's transform."""
+"""DataLoaders over :class:`~ood_bench.data.base.ImageDataset` with a method's transform."""
 from __future__ import annotations
 
 from typing import Callable
@@ -6,7 +6,7 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from data.base import ArrayDataset, ImageDataset, LimitedDataset
+from ood_bench.data.base import ArrayDataset, ImageDataset, LimitedDataset
 
 
 class TransformedDataset(Dataset):

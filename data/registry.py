@@ -1,8 +1,8 @@
-"""Dataset registry: a name (or a folder path) → :class:`~data.base.ImageDataset`.
+"""Dataset registry: a name (or a folder path) → :class:`~ood_bench.data.base.ImageDataset`.
 
 Registered factories take a :class:`DataContext` (data root, download flag, …) and a split.
 Anything that is not a registered name but is an existing folder becomes a
-:class:`~data.folder.FolderDataset`, so any folder of images can be an ID or OOD set.
+:class:`~ood_bench.data.folder.FolderDataset`, so any folder of images can be an ID or OOD set.
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from benchmark.errors import ConfigError, DatasetNotFoundError
-from benchmark.registry import Registry
-from data.base import ImageDataset
+from ood_bench.utils.errors import ConfigError, DatasetNotFoundError
+from ood_bench.utils.registry import Registry
+from ood_bench.data.base import ImageDataset
 
 SPLITS = ("train", "test")
 
@@ -79,7 +79,7 @@ def load_dataset(name: str, split: str, ctx: DataContext) -> ImageDataset:
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {SPLITS}")
     if name not in DATASETS and looks_like_path(name):
-        from data.folder import FolderDataset
+        from ood_bench.data.folder import FolderDataset
 
         path = Path(os.path.expanduser(name))
         if not path.is_dir():

@@ -1,7 +1,7 @@
 """Standard datasets under ``--data-root``: torchvision classes and ImageFolder-style sets.
 
 Nothing is downloaded unless the user passes ``--download``. A missing set raises
-:class:`~benchmark.errors.DatasetNotFoundError` saying where it was looked for and how to get it.
+:class:`~ood_bench.utils.errors.DatasetNotFoundError` saying where it was looked for and how to get it.
 
 Expected layout under the data root (torchvision's own layouts for its classes; the ODIN /
 OpenOOD folder names for the OOD benchmark sets):
@@ -30,10 +30,10 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from benchmark.errors import ConfigError, DatasetNotFoundError
-from data.base import ImageDataset
-from data.folder import FolderDataset
-from data.registry import DataContext, register_dataset
+from ood_bench.utils.errors import ConfigError, DatasetNotFoundError
+from ood_bench.data.base import ImageDataset
+from ood_bench.data.folder import FolderDataset
+from ood_bench.data.registry import DataContext, register_dataset
 
 ODIN_URL = "https://github.com/facebookresearch/odin (OOD test sets)"
 

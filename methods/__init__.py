@@ -1,12 +1,17 @@
-"""OOD detection methods. Importing this package registers every method.
+"""OOD detection methods. Importing this package registers every built-in method.
 
-Each method lives in its own subpackage (``dlsr/``, ``lmd/``, ``diffood/``); the shared pieces
-(contract, backbones, training loop, UNet factory) sit beside them.
+Each method lives in its own subpackage (``dlsr/``, ``lmd/``, ``diffood/``, ``baselines/``); the
+shared pieces (contract, registry, backbones, training loop, UNet factory) sit beside them.
+Methods of other packages register through entry points or ``--plugin``
+(:mod:`ood_bench.plugins`).
 """
-from methods.base import BatchOutput, MethodConfig, OODMethod, RunContext, ScoreBatch
+from ood_bench.methods.base import BatchOutput, MethodConfig, OODMethod, RunContext, ScoreBatch, fit_option, score_option
+from ood_bench.methods.registry import METHODS, register_method
 
-from methods import dlsr as _dlsr  # noqa: F401  (registers "dlsr")
-from methods import lmd as _lmd  # noqa: F401  (registers "lmd")
-from methods import diffood as _diffood  # noqa: F401  (registers "diffood")
+from ood_bench.methods import dlsr as _dlsr  # noqa: F401  (registers "dlsr")
+from ood_bench.methods import lmd as _lmd  # noqa: F401  (registers "lmd")
+from ood_bench.methods import diffood as _diffood  # noqa: F401  (registers "diffood")
+from ood_bench.methods import baselines as _baselines  # noqa: F401  (registers the baselines)
 
-__all__ = ["BatchOutput", "MethodConfig", "OODMethod", "RunContext", "ScoreBatch"]
+__all__ = ["BatchOutput", "METHODS", "MethodConfig", "OODMethod", "RunContext", "ScoreBatch",
+           "fit_option", "register_method", "score_option"]

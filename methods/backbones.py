@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmark.errors import ConfigError, MissingWeightsError
+from ood_bench.utils.errors import ConfigError, MissingWeightsError
 
 
 @dataclass(frozen=True)

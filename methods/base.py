@@ -22,9 +22,9 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 
-from benchmark.progress import log, progress
-from data.base import ImageDataset
-from data.loading import make_loader
+from ood_bench.utils.progress import log, progress
+from ood_bench.data.base import ImageDataset
+from ood_bench.data.loading import make_loader
 
 
 # ------------------------------------------------------------------------ config helpers
@@ -117,12 +117,16 @@ class OODMethod(abc.ABC):
         config_cls: the config dataclass.
         needs_labels: ``True`` when ``fit`` needs a labelled ID training set.
         version: bump when a change alters results, so cached models/scores are not reused.
+        fit_family: methods that fit the very same model from the same fit options (``msp`` and
+            ``energy``: one classifier) name one family; the runner then fits it once and caches
+            it under the family's name. Empty: the method's own name.
     """
 
     name: ClassVar[str] = ""
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
     needs_labels: ClassVar[bool] = False
     version: ClassVar[str] = "1"
+    fit_family: ClassVar[str] = ""
 
     def __init__(self, config: MethodConfig, ctx: RunContext) -> None:
         self.config = config
@@ -169,7 +173,7 @@ class OODMethod(abc.ABC):
     @classmethod
     def preflight(cls, config: MethodConfig) -> None:
         """Cheap checks run before any work (weights on disk, files exist); raise a
-        :class:`~benchmark.errors.UserError` naming the problem and the fix."""
+        :class:`~ood_bench.utils.errors.UserError` naming the problem and the fix."""
 
     def build_untrained(self, num_classes: int) -> None:
         """Create the networks at their configured sizes with untrained weights, so that

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
-from benchmark import atomic
+from ood_bench.utils import atomic
 
 N_EXAMPLES = 8
 MIN_TILE = 64
@@ -24,7 +24,7 @@ def save_grid(rows: list[torch.Tensor], path: Path) -> Path:
 
 
 class ExampleRows:
-    """Mixin for methods that draw what they do (before :class:`methods.base.OODMethod` in the bases).
+    """Mixin for methods that draw what they do (before :class:`ood_bench.methods.base.OODMethod` in the bases).
 
     While scoring a dataset, the method calls :meth:`keep_examples` with picture rows of its
     first batch (e.g. originals, masked, inpainted); :meth:`save_examples` writes them as a grid.

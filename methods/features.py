@@ -14,12 +14,39 @@ For an image batch ``x`` of shape ``(B, 3, H, W)`` in ``[0, 1]``:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ood_bench.data.base import ImageDataset
+from ood_bench.data.loading import make_loader
+from ood_bench.methods.backbones import create_backbone, resolve_weights_file
+from ood_bench.methods.base import MethodConfig, fit_option
+from ood_bench.utils.device import autocast
+from ood_bench.utils.progress import progress
+
 GRID_STRIDE = 16
 EPS = 1e-5
+
+
+@dataclass
+class FeatureOptions(MethodConfig):
+    """Which multi-layer features: DLSR's (paper: EfficientNet-B4 at 224 px, all five stages).
+
+    DLSR and the feature-space baselines (Mahalanobis, kNN) share these options, so a preset
+    that sets them for both compares the methods on the very same features."""
+
+    backbone: str = fit_option("tf_efficientnet_b4", "timm architecture: tf_efficientnet_b4 (paper), tf_efficientnet_lite0 (offline), resnet50")
+    weights: str = fit_option("auto", "auto (known offline file / torch hub cache) | <file.pth> | timm | random")
+    layers: tuple[int, ...] = fit_option((), "features_only stages to tap; empty = all of the backbone's DLSR layers")
+    image_size: int = fit_option(224, "input resolution (square)")
+
+    def check_weights(self) -> None:
+        """Raise :class:`~ood_bench.utils.errors.MissingWeightsError` when the backbone's weights are not on disk."""
+        resolve_weights_file(self.backbone, self.weights)
 
 
 class MultiLayerFeatures(nn.Module):
@@ -54,6 +81,12 @@ class MultiLayerFeatures(nn.Module):
         return torch.cat(vecs, dim=1)
 
 
+def build_features(c: FeatureOptions, device: torch.device) -> tuple[MultiLayerFeatures, dict]:
+    """The frozen feature extractor of ``c`` on ``device``, and the backbone's config (mean, std, channels)."""
+    backbone, cfg = create_backbone(c.backbone, c.weights, tuple(c.layers) or None)
+    return MultiLayerFeatures(backbone, cfg["mean"], cfg["std"], cfg["channels"]).to(device), cfg
+
+
 def standardize(v: torch.Tensor) -> torch.Tensor:
     """Per-sample standardisation of ``(B, C)`` vectors: ``(v − mean) / (std + 1e-5)``, unbiased std."""
     return (v - v.mean(dim=1, keepdim=True)) / (v.std(dim=1, keepdim=True) + EPS)
@@ -63,3 +96,15 @@ def layerwise_cosine(a: torch.Tensor, b: torch.Tensor, slices: list[tuple[int, i
     """Mean over layer slices of the cosine similarity of ``a`` and ``b`` ``(B, c)`` → ``(B,)``."""
     sims = [F.cosine_similarity(a[:, s:e], b[:, s:e], dim=1) for s, e in slices]
     return torch.stack(sims, dim=1).mean(dim=1)
+
+
+def extract_features(feats: MultiLayerFeatures, data: ImageDataset, transform: Callable,
+                     batch_size: int, workers: int, device: torch.device, desc: str) -> torch.Tensor:
+    """Feature vectors ``(N, c)`` of every image of ``data``, in dataset order (float32, CPU)."""
+    loader = make_loader(data, transform, batch_size, workers)
+    out = []
+    with torch.no_grad():
+        for x, _, _ in progress(loader, desc, unit="batch"):
+            with autocast(device):
+                out.append(feats(x.to(device)).float().cpu())
+    return torch.cat(out)

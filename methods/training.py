@@ -19,9 +19,9 @@ import torch
 from diffusers.training_utils import EMAModel
 from torch import nn
 
-from benchmark import atomic
-from benchmark.device import autocast
-from benchmark.progress import log, progress
+from ood_bench.utils import atomic
+from ood_bench.utils.device import autocast
+from ood_bench.utils.progress import log, progress
 
 LossFn = Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Generator], torch.Tensor]
 

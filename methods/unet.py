@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from benchmark.errors import ConfigError, MissingWeightsError
-from benchmark.progress import log
-from data.transforms import ImageTransform
-from methods.base import MethodConfig, OODMethod, fit_option
-from methods.examples import ExampleRows
-from methods.training import TrainResult, TrainSpec, train
+from ood_bench.utils.errors import ConfigError, MissingWeightsError
+from ood_bench.utils.progress import log
+from ood_bench.data.transforms import ImageTransform
+from ood_bench.methods.base import MethodConfig, OODMethod, fit_option
+from ood_bench.methods.examples import ExampleRows
+from ood_bench.methods.training import TrainResult, TrainSpec, train
 
 
 def build_unet(image_size: int, channels: int, base_channels: int, channel_mult: tuple[int, ...],

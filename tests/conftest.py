@@ -14,7 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_progress_bars():
-    from benchmark.progress import set_enabled
+    from ood_bench.utils.progress import set_enabled
 
     set_enabled(False)
     yield

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmark.registry import METHODS, register_method
-from data.transforms import ImageTransform
-from methods.base import BatchOutput, MethodConfig, OODMethod, fit_option, score_option
+from ood_bench.methods.registry import METHODS, register_method
+from ood_bench.data.transforms import ImageTransform
+from ood_bench.methods.base import BatchOutput, MethodConfig, OODMethod, fit_option, score_option
 
 
 def write_images(folder: Path, n: int, size: int = 12, mode: str = "RGB", seed: int = 0,

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from benchmark.bootstrap import auroc_vec, confidence_intervals, fpr95_vec, paired_p_values
-from benchmark.metrics import auroc, fpr95
+from ood_bench.reporting.bootstrap import auroc_vec, confidence_intervals, fpr95_vec, paired_p_values
+from ood_bench.reporting.metrics import auroc, fpr95
 
 
 def test_vectorised_statistics_equal_the_sklearn_metrics():

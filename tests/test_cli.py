@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from benchmark.cli import main
+from ood_bench.cli import main
 from helpers import write_images
 
 TINY_DLSR = ["--set", "dlsr.image_size=32", "dlsr.width=32", "dlsr.blocks=1", "dlsr.epochs=2"]

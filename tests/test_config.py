@@ -1,9 +1,9 @@
 """Run configuration: presets, --set parsing, typed method options."""
 import pytest
 
-from benchmark.config import PRESETS_DIR, RunConfig, apply_mapping, build_dataclass, find_preset, load_yaml, parse_set
-from benchmark.errors import ConfigError
-from methods.dlsr import DLSRConfig
+from ood_bench.engine.config import PRESETS_DIR, RunConfig, apply_mapping, build_dataclass, find_preset, load_yaml, parse_set
+from ood_bench.utils.errors import ConfigError
+from ood_bench.methods.dlsr import DLSRConfig
 
 
 def test_embedded_preset_groups_ood_sets():
@@ -52,8 +52,8 @@ def test_unknown_run_key_and_missing_preset(tmp_path):
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
 def test_every_preset_builds_valid_method_configs(preset):
-    import methods  # noqa: F401
-    from benchmark.registry import METHODS
+    import ood_bench.methods as methods  # noqa: F401
+    from ood_bench.methods.registry import METHODS
 
     cfg = apply_mapping(RunConfig(), load_yaml(find_preset(preset)), preset)
     assert cfg.methods and cfg.ood

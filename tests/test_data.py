@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.errors import ConfigError, DatasetNotFoundError, UnreadableImageError
-from data import DATASETS, DataContext, load_dataset
-from data.folder import FolderDataset
-from data.loading import make_loader, materialize
-from data.transforms import ImageTransform
+from ood_bench.utils.errors import ConfigError, DatasetNotFoundError, UnreadableImageError
+from ood_bench.data import DATASETS, DataContext, load_dataset
+from ood_bench.data.folder import FolderDataset
+from ood_bench.data.loading import make_loader, materialize
+from ood_bench.data.transforms import ImageTransform
 from helpers import write_images
 
 CTX = DataContext()

@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.cli import main
-from data import DataContext, load_dataset
-from methods.backbones import load_by_order
-from methods.base import RunContext
-from methods.diffood import DiffOOD, DiffOODConfig
-from methods.diffood.classifier import Classifier, ResNet18x32, random_crop
-from methods.diffood.guidance import ddim_timesteps, guided_denoise, guided_eps
-from methods.unet import ddpm_scheduler
+from ood_bench.cli import main
+from ood_bench.data import DataContext, load_dataset
+from ood_bench.methods.backbones import load_by_order
+from ood_bench.methods.base import RunContext
+from ood_bench.methods.diffood import DiffOOD, DiffOODConfig
+from ood_bench.methods.diffood.classifier import Classifier, ResNet18x32, random_crop
+from ood_bench.methods.diffood.guidance import ddim_timesteps, guided_denoise, guided_eps
+from ood_bench.methods.unet import ddpm_scheduler
 
 
 class LabelEcho(torch.nn.Module):

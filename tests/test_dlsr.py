@@ -4,13 +4,13 @@ import pytest
 import timm
 import torch
 
-from benchmark.errors import MissingWeightsError
-from data import DataContext, load_dataset
-from methods.backbones import create_backbone, load_by_order
-from methods.base import RunContext
-from methods.dlsr import DLSR, DLSRConfig
-from methods.features import layerwise_cosine, standardize
-from methods.dlsr.lfdn import LFDN
+from ood_bench.utils.errors import MissingWeightsError
+from ood_bench.data import DataContext, load_dataset
+from ood_bench.methods.backbones import create_backbone, load_by_order
+from ood_bench.methods.base import RunContext
+from ood_bench.methods.dlsr import DLSR, DLSRConfig
+from ood_bench.methods.features import layerwise_cosine, standardize
+from ood_bench.methods.dlsr.lfdn import LFDN
 
 
 def test_load_by_order_maps_renamed_checkpoints_and_checks_shapes():

@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import MissingWeightsError
-from data import DataContext, load_dataset
-from methods.base import RunContext
-from methods.lmd import LMD, LMDConfig
-from methods.lmd.distances import LPIPS, MSE, SSIM, Distance, check_lpips_weights
-from methods.lmd.inpaint import inpaint
-from methods.lmd.masks import checkerboard, make_masks
-from methods.unet import build_unet, ddpm_scheduler
+from ood_bench.utils.errors import MissingWeightsError
+from ood_bench.data import DataContext, load_dataset
+from ood_bench.methods.base import RunContext
+from ood_bench.methods.lmd import LMD, LMDConfig
+from ood_bench.methods.lmd.distances import LPIPS, MSE, SSIM, Distance, check_lpips_weights
+from ood_bench.methods.lmd.inpaint import inpaint
+from ood_bench.methods.lmd.masks import checkerboard, make_masks
+from ood_bench.methods.unet import build_unet, ddpm_scheduler
 
 
 def test_checkerboard_pixels():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from benchmark.metrics import all_metrics, aupr_in, aupr_out, auroc, fpr95, fpr95_oodpos
+from ood_bench.reporting.metrics import all_metrics, aupr_in, aupr_out, auroc, fpr95, fpr95_oodpos
 
 
 def test_perfect_separation():

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.cache import Cache
-from benchmark.config import RunConfig
-from benchmark.errors import ConfigError
-from benchmark.runner import Runner, prepare
+from ood_bench.engine.cache import Cache
+from ood_bench.engine.config import RunConfig
+from ood_bench.utils.errors import ConfigError
+from ood_bench.engine.runner import Runner, prepare
 from helpers import MeanImage
 
 
@@ -84,7 +84,7 @@ def test_scores_cache_file_is_complete_npz(tmp_path):
 
 
 def test_metrics_frame_has_rows_per_set_and_means(tmp_path):
-    from benchmark.tables import metrics_frame
+    from ood_bench.reporting.tables import metrics_frame
 
     results = _run(_cfg(ood=["digits59", "noise"], ood_groups={"digits59": "near", "noise": "far"}), tmp_path)
     df = metrics_frame(results, "digits")
@@ -101,7 +101,7 @@ def test_metrics_frame_has_rows_per_set_and_means(tmp_path):
 def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
     import os
 
-    from benchmark import atomic
+    from ood_bench.utils import atomic
 
     target = tmp_path / "t.txt"
     atomic.write_text(target, "a")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from methods.training import TrainSpec, _lr_factor, train
+from ood_bench.methods.training import TrainSpec, _lr_factor, train
 
 
 def _model():

@@ -9,14 +9,24 @@ from its blocks.) Inputs are images in ``[0, 1]`` of any side; :class:`Classifie
 ``forward`` returns ``(logits (B, K), features (B, 8w))``.
 
 OpenOOD checkpoints hold the same tensors in the same order (their ``shortcut`` is our
-``downsample``), so :func:`methods.backbones.load_by_order` loads them.
+``downsample``), so :func:`ood_bench.methods.backbones.load_by_order` loads them.
 """
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 from timm.models.resnet import BasicBlock
 from torch import nn
+
+from ood_bench.methods.backbones import load_by_order
+from ood_bench.methods.training import TrainSpec, train
+from ood_bench.methods.unet import random_hflip
+
+if TYPE_CHECKING:
+    from ood_bench.methods.diffood.config import ClassifierOptions
 
 
 def _stage(inplanes: int, planes: int, stride: int, blocks: int = 2) -> nn.Sequential:
@@ -83,3 +93,50 @@ def random_crop(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
     xp = xp.gather(2, rows)
     cols = (ox.view(b, 1) + torch.arange(w, device=x.device)).view(b, 1, 1, w).expand(-1, x.shape[1], h, -1)
     return xp.gather(3, cols)
+
+
+def new_classifier(c: ClassifierOptions, num_classes: int) -> Classifier:
+    """An untrained :class:`Classifier` at the configured width and input size."""
+    return Classifier(num_classes, c.channels, c.classifier_width, c.classifier_size)
+
+
+def fit_classifier(c: ClassifierOptions, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                   device: torch.device, seed: int, work_dir: Path | None,
+                   log: Callable[[str], None]) -> tuple[Classifier, dict[str, float]]:
+    """Train (or load, with ``classifier_path``) the classifier on uint8 images ``x (N, C, H, W)``
+    with labels ``y (N,)``; returns it in eval mode on ``device`` and a report (train accuracy,
+    final loss). Normalisation uses the training images' per-channel mean/std."""
+    clf = new_classifier(c, num_classes)
+    xf = x.float() / 255
+    clf.set_normalization(xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
+    if c.classifier_path:
+        state = torch.load(Path(c.classifier_path).expanduser(), map_location="cpu", weights_only=False)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        if any(k.startswith("net.") for k in state):
+            clf.load_state_dict(state)
+        else:  # OpenOOD / torchvision naming: the network only, same tensor order
+            load_by_order(clf.net, state, source=c.classifier_path)
+        log(f"using the classifier in {c.classifier_path}")
+        return clf.to(device).eval(), {}
+    pad = c.classifier_crop_pad * c.image_size // 32
+
+    def loss_fn(model, batch, g):
+        xb, yb = batch[0].float() / 255, batch[1]
+        xb = random_crop(xb, pad, g)
+        if c.hflip:
+            xb = random_hflip(xb, g)
+        return F.cross_entropy(model(xb)[0].float(), yb)
+
+    log(f"training the ResNet-18 classifier (width {c.classifier_width}, "
+        f"{c.classifier_size or c.image_size} px) on {len(x)} images, "
+        f"{num_classes} classes, {c.classifier_epochs} epochs")
+    spec = TrainSpec(epochs=c.classifier_epochs, batch_size=c.classifier_batch_size, lr=c.classifier_lr,
+                     weight_decay=c.classifier_weight_decay, optimizer="sgd", momentum=c.classifier_momentum,
+                     nesterov=True, schedule="cosine", checkpoint_every=c.checkpoint_every)
+    res = train(clf, (x, y), loss_fn, spec, device, seed, work_dir,
+                desc="classifier", checkpoint_name="classifier_state")
+    clf = res.model.eval()
+    with torch.no_grad():
+        pred = torch.cat([clf(xb.to(device).float() / 255)[0].argmax(1).cpu() for xb in x.split(512)])
+    return clf, {"classifier_train_acc": float((pred == y).float().mean()),
+                 "classifier_final_loss": res.epoch_losses[-1]}

@@ -3,23 +3,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.base import fit_option, score_option
-from methods.unet import PixelDiffusionConfig
+from ood_bench.methods.base import MethodConfig, fit_option, score_option
+from ood_bench.methods.unet import PixelDiffusionConfig
 
 SPACES = ("logit", "feature", "pixel")
 
 
 @dataclass
-class DiffOODConfig(PixelDiffusionConfig):
-    """The UNet and its training: :class:`methods.unet.PixelDiffusionConfig` (paper defaults)."""
+class ClassifierOptions(MethodConfig):
+    """DiffOOD's classifier and its training (the paper's ResNet-18 32x32, OpenOOD recipe).
 
-    score: str = score_option("logit@240", "canonical sub-score, named <space>@<t>")
-    spaces: tuple[str, ...] = score_option(SPACES, "representations compared: logit (paper), feature, pixel")
-    timesteps: tuple[int, ...] = score_option((240,), "noise levels t (each one a set of sub-scores), e.g. [120, 240, 360]")
-    repeats: int = score_option(4, "noise draws r per image (shared across timesteps)")
-    stride: int = score_option(20, "DDIM stride (t = 240, stride 20 → 12 guided steps)")
-    guidance: float = score_option(3.0, "classifier-free guidance scale s: eps_u + s (eps_c - eps_u)")
-    # classifier: ResNet-18 32x32, OpenOOD recipe
+    Shared with the MSP and energy baselines, so they score with the same network and recipe.
+    """
+
     classifier_path: str = fit_option("", "a trained classifier checkpoint (ours or OpenOOD's ResNet18_32x32) instead of training")
     classifier_width: int = fit_option(64, "ResNet-18 stem/first-stage width")
     classifier_size: int = fit_option(32, "side the classifier sees: images are resized (bilinear) to it, "
@@ -30,6 +26,19 @@ class DiffOODConfig(PixelDiffusionConfig):
     classifier_weight_decay: float = fit_option(5e-4, "SGD weight decay")
     classifier_batch_size: int = fit_option(128, "classifier batch size")
     classifier_crop_pad: int = fit_option(4, "random-crop padding at 32 px (0 = no crop augmentation)")
+
+
+@dataclass
+class DiffOODConfig(PixelDiffusionConfig, ClassifierOptions):
+    """The UNet and its training: :class:`ood_bench.methods.unet.PixelDiffusionConfig` (paper
+    defaults); the classifier: :class:`ClassifierOptions`."""
+
+    score: str = score_option("logit@240", "canonical sub-score, named <space>@<t>")
+    spaces: tuple[str, ...] = score_option(SPACES, "representations compared: logit (paper), feature, pixel")
+    timesteps: tuple[int, ...] = score_option((240,), "noise levels t (each one a set of sub-scores), e.g. [120, 240, 360]")
+    repeats: int = score_option(4, "noise draws r per image (shared across timesteps)")
+    stride: int = score_option(20, "DDIM stride (t = 240, stride 20 → 12 guided steps)")
+    guidance: float = score_option(3.0, "classifier-free guidance scale s: eps_u + s (eps_c - eps_u)")
     # class-conditional UNet: the rest of PixelDiffusionConfig (flips apply to the classifier too)
     label_dropout: float = fit_option(0.1, "probability of training with the null class")
 

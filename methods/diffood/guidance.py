@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from benchmark.device import autocast
+from ood_bench.utils.device import autocast
 
 
 def guided_eps(unet: UNet2DModel, x: torch.Tensor, t: int, labels: torch.Tensor, null_label: int,

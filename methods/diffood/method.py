@@ -4,14 +4,14 @@ A classifier is over-confident on some regions of input space. Noise an image a 
 denoise it with a class-conditional diffusion model guided toward the classifier's prediction:
 ID images come back close in the classifier's eyes; OOD images move.
 
-Fit (needs ID labels): the ResNet-18 32×32 classifier (:mod:`methods.diffood.classifier`; SGD
+Fit (needs ID labels): the ResNet-18 32×32 classifier (:mod:`ood_bench.methods.diffood.classifier`; SGD
 lr 0.1, momentum 0.9 Nesterov, wd 5e-4, cosine, crop + flip; it sees every image resized to
 ``classifier_size`` = 32 px, its design resolution, whatever the diffusion model's size) and a
 class-conditional ``UNet2DModel`` with ``num_class_embeds = K + 1`` (index K = null class; labels dropped to null
 with probability 0.1), linear betas 1e-4..0.02 over 1000 steps, ε-prediction, AdamW, warmup,
 clipping, EMA. Either can be loaded instead (``classifier_path``, ``unet_path``).
 
-Score, per image ``x`` in ``[0, 1]`` (:mod:`methods.diffood.guidance`):
+Score, per image ``x`` in ``[0, 1]`` (:mod:`ood_bench.methods.diffood.guidance`):
 
 1. ``y = argmax`` of the classifier on ``x``;
 2. ``r`` noises ``ε_k``; reference copies ``x_ref,k`` = ``x`` noised to t = 0 (ᾱ₀ = 0.9999), not denoised;
@@ -33,17 +33,15 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DModel
 
-from benchmark.errors import ConfigError, MissingWeightsError
-from benchmark.registry import register_method
-from data.base import ImageDataset
-from data.loading import materialize
-from methods.backbones import load_by_order
-from methods.base import BatchOutput
-from methods.diffood.classifier import Classifier, random_crop
-from methods.diffood.config import DiffOODConfig
-from methods.diffood.guidance import ddim_timesteps, guided_denoise
-from methods.training import TrainSpec, train
-from methods.unet import PixelDiffusionMethod, load_unet, random_hflip, train_unet, unet_from_config
+from ood_bench.utils.errors import ConfigError, MissingWeightsError
+from ood_bench.methods.registry import register_method
+from ood_bench.data.base import ImageDataset
+from ood_bench.data.loading import materialize
+from ood_bench.methods.base import BatchOutput
+from ood_bench.methods.diffood.classifier import Classifier, fit_classifier, new_classifier
+from ood_bench.methods.diffood.config import DiffOODConfig
+from ood_bench.methods.diffood.guidance import ddim_timesteps, guided_denoise
+from ood_bench.methods.unet import PixelDiffusionMethod, load_unet, train_unet, unet_from_config
 
 
 @register_method("diffood")
@@ -94,45 +92,12 @@ class DiffOOD(PixelDiffusionMethod):
 
     def _new_classifier(self) -> Classifier:
         """An untrained classifier at the configured width and input size, for ``self.num_classes`` classes."""
-        c = self.config
-        return Classifier(self.num_classes, c.channels, c.classifier_width, c.classifier_size)
+        return new_classifier(self.config, self.num_classes)
 
     def _fit_classifier(self, x: torch.Tensor, y: torch.Tensor) -> Classifier:
-        c = self.config
-        clf = self._new_classifier()
-        xf = x.float() / 255
-        clf.set_normalization(xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
-        if c.classifier_path:
-            state = torch.load(Path(c.classifier_path).expanduser(), map_location="cpu", weights_only=False)
-            state = state.get("state_dict", state) if isinstance(state, dict) else state
-            if any(k.startswith("net.") for k in state):
-                clf.load_state_dict(state)
-            else:  # OpenOOD / torchvision naming: the network only, same tensor order
-                load_by_order(clf.net, state, source=c.classifier_path)
-            self.log(f"using the classifier in {c.classifier_path}")
-            return clf.to(self.device).eval()
-        pad = c.classifier_crop_pad * c.image_size // 32
-
-        def loss_fn(model, batch, g):
-            xb, yb = batch[0].float() / 255, batch[1]
-            xb = random_crop(xb, pad, g)
-            if c.hflip:
-                xb = random_hflip(xb, g)
-            return F.cross_entropy(model(xb)[0].float(), yb)
-
-        self.log(f"training the ResNet-18 classifier (width {c.classifier_width}, "
-                 f"{c.classifier_size or c.image_size} px) on {len(x)} images, "
-                 f"{self.num_classes} classes, {c.classifier_epochs} epochs")
-        spec = TrainSpec(epochs=c.classifier_epochs, batch_size=c.classifier_batch_size, lr=c.classifier_lr,
-                         weight_decay=c.classifier_weight_decay, optimizer="sgd", momentum=c.classifier_momentum,
-                         nesterov=True, schedule="cosine", checkpoint_every=c.checkpoint_every)
-        res = train(clf, (x, y), loss_fn, spec, self.device, self.ctx.seed, self.ctx.work_dir,
-                    desc="diffood classifier", checkpoint_name="classifier_state")
-        clf = res.model.eval()
-        with torch.no_grad():
-            pred = torch.cat([clf(xb.to(self.device).float() / 255)[0].argmax(1).cpu() for xb in x.split(512)])
-        self.report.update(classifier_train_acc=float((pred == y).float().mean()),
-                           classifier_final_loss=res.epoch_losses[-1])
+        clf, report = fit_classifier(self.config, x, y, self.num_classes, self.device, self.ctx.seed,
+                                     self.ctx.work_dir, self.log)
+        self.report.update(report)
         return clf
 
     def build_untrained(self, num_classes: int) -> None:

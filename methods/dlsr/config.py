@@ -3,19 +3,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.base import MethodConfig, fit_option, score_option
+from ood_bench.methods.base import fit_option, score_option
+from ood_bench.methods.features import FeatureOptions
 
 SCORES = ("mfsim", "mse", "lr")
 
 
 @dataclass
-class DLSRConfig(MethodConfig):
+class DLSRConfig(FeatureOptions):
     score: str = score_option("mfsim", "canonical score: mfsim (paper headline) | mse | lr")
-    # feature extractor
-    backbone: str = fit_option("tf_efficientnet_b4", "timm architecture: tf_efficientnet_b4 (paper), tf_efficientnet_lite0 (offline), resnet50")
-    weights: str = fit_option("auto", "auto (known offline file / torch hub cache) | <file.pth> | timm | random")
-    layers: tuple[int, ...] = fit_option((), "features_only stages to tap; empty = all of the backbone's DLSR layers")
-    image_size: int = fit_option(224, "input resolution (square)")
+    # the feature extractor: FeatureOptions (backbone, weights, layers, image_size)
     # LFDN and its diffusion schedule
     width: int = fit_option(1440, "LFDN hidden width")
     blocks: int = fit_option(16, "LFDN residual blocks")

@@ -1,7 +1,7 @@
 """DLSR: diffusion-based layer-wise semantic reconstruction (Yang et al., NeurIPS 2024).
 
-Fit: extract the multi-layer feature vector ``z0`` (:mod:`methods.dlsr.features`) of every ID
-training image with the frozen backbone, then train the LFDN (:mod:`methods.dlsr.lfdn`) to
+Fit: extract the multi-layer feature vector ``z0`` (:mod:`ood_bench.methods.dlsr.features`) of every ID
+training image with the frozen backbone, then train the LFDN (:mod:`ood_bench.methods.dlsr.lfdn`) to
 predict ``z0`` from ``z_t``, ``t ~ U{0..T-1}``, on the 100-step scaled-linear schedule
 (diffusers ``DDPMScheduler``, ``prediction_type="sample"``). EMA weights after the first epoch
 and at the end are kept.
@@ -26,7 +26,7 @@ Differences from the released code (``xbyym/DLSR``), on purpose:
 - its MSE sums over dimensions (we average: same ranking); its LR script draws separate noise
   per model and subtracts ``first − final`` (we share the noise, and orient the score so that
   higher = more OOD, as for every score here);
-- its LFDN applies SiLU to the input before the first Linear (see :mod:`methods.dlsr.lfdn`).
+- its LFDN applies SiLU to the input before the first Linear (see :mod:`ood_bench.methods.dlsr.lfdn`).
 """
 from __future__ import annotations
 
@@ -37,19 +37,16 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from benchmark import atomic
-from benchmark.device import autocast
-from benchmark.progress import progress
-from benchmark.registry import register_method
-from data.base import ImageDataset
-from data.loading import make_loader
-from data.transforms import ImageTransform
-from methods.backbones import create_backbone, resolve_weights_file
-from methods.base import BatchOutput, OODMethod
-from methods.dlsr.config import DLSRConfig
-from methods.features import MultiLayerFeatures, layerwise_cosine
-from methods.dlsr.lfdn import LFDN
-from methods.training import TrainSpec, train
+from ood_bench.utils import atomic
+from ood_bench.utils.device import autocast
+from ood_bench.methods.registry import register_method
+from ood_bench.data.base import ImageDataset
+from ood_bench.data.transforms import ImageTransform
+from ood_bench.methods.base import BatchOutput, OODMethod
+from ood_bench.methods.dlsr.config import DLSRConfig
+from ood_bench.methods.features import MultiLayerFeatures, build_features, extract_features, layerwise_cosine
+from ood_bench.methods.dlsr.lfdn import LFDN
+from ood_bench.methods.training import TrainSpec, train
 
 
 @register_method("dlsr")
@@ -79,7 +76,7 @@ class DLSR(OODMethod):
 
     @classmethod
     def preflight(cls, config: DLSRConfig) -> None:
-        resolve_weights_file(config.backbone, config.weights)
+        config.check_weights()
 
     # ------------------------------------------------------------------ pieces
     def noise_scheduler(self) -> DDPMScheduler:
@@ -94,10 +91,7 @@ class DLSR(OODMethod):
 
     def _ensure_features(self) -> MultiLayerFeatures:
         if self.features is None:
-            c = self.config
-            backbone, cfg = create_backbone(c.backbone, c.weights, tuple(c.layers) or None)
-            self.features = MultiLayerFeatures(backbone, cfg["mean"], cfg["std"], cfg["channels"]).to(self.device)
-            self.backbone_info = cfg
+            self.features, self.backbone_info = build_features(self.config, self.device)
         return self.features
 
     def transform(self, img) -> torch.Tensor:
@@ -105,14 +99,8 @@ class DLSR(OODMethod):
 
     def extract(self, data: ImageDataset, desc: str) -> torch.Tensor:
         """Feature vectors ``(N, c)`` of every image, in dataset order (float32, CPU)."""
-        feats = self._ensure_features()
-        loader = make_loader(data, self.transform, self.ctx.batch_size, self.ctx.workers)
-        out = []
-        with torch.no_grad():
-            for x, _, _ in progress(loader, desc, unit="batch"):
-                with autocast(self.device):
-                    out.append(feats(x.to(self.device)).float().cpu())
-        return torch.cat(out)
+        return extract_features(self._ensure_features(), data, self.transform, self.ctx.batch_size,
+                                self.ctx.workers, self.device, desc)
 
     # ------------------------------------------------------------------ contract
     def fit(self, train_set: ImageDataset) -> None:

@@ -1,5 +1,5 @@
 """LMD (ICML 2023): Lift (mask), Map (diffusion inpainting), Detect (distance, median over repetitions)."""
-from methods.lmd.config import LMDConfig
-from methods.lmd.method import LMD
+from ood_bench.methods.lmd.config import LMDConfig
+from ood_bench.methods.lmd.method import LMD
 
 __all__ = ["LMD", "LMDConfig"]

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.base import score_option
-from methods.lmd.distances import DISTANCES
-from methods.lmd.masks import MASK_KINDS
-from methods.unet import PixelDiffusionConfig
+from ood_bench.methods.base import score_option
+from ood_bench.methods.lmd.distances import DISTANCES
+from ood_bench.methods.lmd.masks import MASK_KINDS
+from ood_bench.methods.unet import PixelDiffusionConfig
 
 
 @dataclass
 class LMDConfig(PixelDiffusionConfig):
-    """The UNet and its training: :class:`methods.unet.PixelDiffusionConfig` (paper defaults)."""
+    """The UNet and its training: :class:`ood_bench.methods.unet.PixelDiffusionConfig` (paper defaults)."""
 
     score: str = score_option("lpips", "canonical distance (one of `distances`)")
     distances: tuple[str, ...] = score_option(("lpips",), f"distances to compute: {', '.join(DISTANCES)}")

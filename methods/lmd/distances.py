@@ -8,7 +8,7 @@ Every distance takes two batches ``(N, C, H, W)`` in ``[0, 1]`` and returns ``(N
 - ``mse``      mean over C×H×W of the squared difference.
 - ``ssim``     1 − SSIM (scikit-image ``structural_similarity``, ``data_range=1``, 7×7 window).
 - ``features`` 1 − cosine similarity of the multi-layer feature vectors
-               (:class:`methods.features.MultiLayerFeatures`) of the offline ImageNet
+               (:class:`ood_bench.methods.features.MultiLayerFeatures`) of the offline ImageNet
                EfficientNet-Lite0 at ``feature_size`` px — the offline deep-feature distance
                (the reference code offers a SimCLR cosine distance in the same role).
 """
@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.device import autocast
-from benchmark.errors import MissingWeightsError
-from methods.backbones import create_backbone, torch_hub_checkpoints
-from methods.features import MultiLayerFeatures
+from ood_bench.utils.device import autocast
+from ood_bench.utils.errors import MissingWeightsError
+from ood_bench.methods.backbones import create_backbone, torch_hub_checkpoints
+from ood_bench.methods.features import MultiLayerFeatures
 
 DISTANCES = ("lpips", "mse", "ssim", "features")
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"

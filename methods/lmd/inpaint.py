@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from benchmark.device import autocast
-from benchmark.progress import progress
+from ood_bench.utils.device import autocast
+from ood_bench.utils.progress import progress
 
 
 @torch.no_grad()

@@ -5,9 +5,9 @@ T = 1000, ε-prediction, ``clip_sample=False``) on the ID training images in ``[
 AdamW (wd 0, i.e. Adam), lr 2e-4, warmup, gradient clipping 1, EMA 0.9999, horizontal flips — or
 load a pretrained diffusers UNet folder (``unet_path``).
 
-Score, per image: ``reps`` masks (:mod:`methods.lmd.masks`, default alternating checkerboards),
-all repetitions inpainted as one batch (:mod:`methods.lmd.inpaint`), a distance between the image
-and each inpainting (:mod:`methods.lmd.distances`), **median** over repetitions. Higher = more OOD.
+Score, per image: ``reps`` masks (:mod:`ood_bench.methods.lmd.masks`, default alternating checkerboards),
+all repetitions inpainted as one batch (:mod:`ood_bench.methods.lmd.inpaint`), a distance between the image
+and each inpainting (:mod:`ood_bench.methods.lmd.distances`), **median** over repetitions. Higher = more OOD.
 Every distance in ``distances`` is a sub-score (the inpaintings are shared); ``score`` picks the
 canonical one.
 
@@ -23,15 +23,15 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DModel
 
-from benchmark.registry import register_method
-from data.base import ImageDataset
-from data.loading import materialize
-from methods.base import BatchOutput
-from methods.lmd.config import LMDConfig
-from methods.lmd.distances import DISTANCE_TYPES, Distance, build_distance, check_lpips_weights
-from methods.lmd.inpaint import inpaint
-from methods.lmd.masks import make_masks
-from methods.unet import PixelDiffusionMethod, load_unet, train_unet
+from ood_bench.methods.registry import register_method
+from ood_bench.data.base import ImageDataset
+from ood_bench.data.loading import materialize
+from ood_bench.methods.base import BatchOutput
+from ood_bench.methods.lmd.config import LMDConfig
+from ood_bench.methods.lmd.distances import DISTANCE_TYPES, Distance, build_distance, check_lpips_weights
+from ood_bench.methods.lmd.inpaint import inpaint
+from ood_bench.methods.lmd.masks import make_masks
+from ood_bench.methods.unet import PixelDiffusionMethod, load_unet, train_unet
 
 
 @register_method("lmd")

@@ -17,6 +17,7 @@ option (values parsed as YAML: ``3``, ``0.5``, ``true``, ``[1, 2]``).
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import os
 import types
 import typing
@@ -26,9 +27,11 @@ from typing import Any
 
 import yaml
 
-from benchmark.errors import ConfigError
+from ood_bench.utils.errors import ConfigError
 
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
+# The presets ship inside the package (configs/ is installed as ``ood_bench.configs``), so
+# ``--config cifar10`` works from any folder, installed editable or not.
+PRESETS_DIR = Path(str(importlib.resources.files("ood_bench.configs")))
 DEFAULT_CACHE = Path("results") / "cache"
 
 
@@ -61,6 +64,7 @@ class RunConfig:
     steps: int | None = None
     reps: int | None = None
     preset: str | None = None
+    plugins: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -121,7 +125,10 @@ def apply_mapping(cfg: RunConfig, data: dict[str, Any], source: str) -> RunConfi
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(RUN_KEYS | {'seed'}))}")
     for k, v in data.items():
-        setattr(cfg, k, coerce(v, _run_hints()[k], f"{source}: {k}"))
+        v = coerce(v, _run_hints()[k], f"{source}: {k}")
+        if k == "plugins":  # plugins add up: a preset's and the command line's
+            v = [*cfg.plugins, *(p for p in v if p not in cfg.plugins)]
+        setattr(cfg, k, v)
     return cfg
 
 

@@ -1,6 +1,7 @@
 """Provenance of a run: versions, git commit, device, time (written into every result)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import importlib.metadata as md
 import platform
@@ -26,7 +27,7 @@ def package_versions() -> dict[str, str]:
 
 def git_state(where: Path | None = None) -> dict[str, Any]:
     """Commit and dirtiness of the source checkout (``None`` outside git)."""
-    where = where or Path(__file__).resolve().parents[1]
+    where = where or Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
                                 text=True, timeout=5, check=True).stdout.strip()
@@ -54,3 +55,32 @@ def now_iso() -> str:
 def provenance(device: torch.device) -> dict[str, Any]:
     return {"versions": package_versions(), "git": git_state(), "device": device_info(device),
             "host": platform.node(), "platform": platform.platform()}
+
+
+def _ds_info(ds) -> dict:
+    return {"name": ds.name, "split": ds.split, "n": len(ds), "labelled": ds.has_labels,
+            "fingerprint": ds.fingerprint()}
+
+
+def start_manifest(cfg, prep, command: str) -> dict[str, Any]:
+    """The manifest of a run about to start (``status: running``): config, methods, datasets, provenance."""
+    return {
+        "status": "running", "started": now_iso(), "finished": None, "command": command, "seeds": cfg.seeds,
+        "config": cfg.to_dict(),
+        "methods": {k: {"config": dataclasses.asdict(c), "version": cls.version, "needs_labels": cls.needs_labels}
+                    for k, (cls, c) in prep.methods.items()},
+        "datasets": {"id_train": _ds_info(prep.id_train), "id_test": _ds_info(prep.id_test),
+                     **{f"ood:{k}": {**_ds_info(v), "group": prep.groups[k]} for k, v in prep.oods.items()}},
+        **provenance(prep.device),
+    }
+
+
+def finish_manifest(manifest: dict[str, Any], results, wall_s: float) -> dict[str, Any]:
+    """Mark ``manifest`` complete, with every method's timings, costs and fit report."""
+    manifest["timings"] = {f"{r.method}/seed{r.seed}": {
+        "fit_s": r.fit_seconds, "fit_cached": r.fit_cached, "fit_report": r.fit_report,
+        "score_s": sum(d.seconds for d in r.all_scored), "scores_cached": all(d.cached for d in r.all_scored),
+        "img_per_s": r.images_per_second, "nfe_per_image": r.cost, "budget": r.budget, "peak_mem_mib": r.peak_mem_mib,
+        "id_accuracy": r.id_accuracy} for r in results}
+    manifest.update(status="complete", finished=now_iso(), wall_s=round(wall_s, 2))
+    return manifest

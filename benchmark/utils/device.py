@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from benchmark.errors import ConfigError
+from ood_bench.utils.errors import ConfigError
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

@@ -1,7 +1,7 @@
 """Uncertainty on top of the metrics: per-set bootstrap intervals and paired method comparisons.
 
 ``per_set_frame``: one row per entry × OOD set with every metric as mean (± std over seeds)
-and 95 % bootstrap intervals for AUROC and FPR@95 (:mod:`benchmark.bootstrap`).
+and 95 % bootstrap intervals for AUROC and FPR@95 (:mod:`ood_bench.reporting.bootstrap`).
 ``comparisons_frame``: for every OOD set and every pair of methods (canonical scores), the
 p-value of "the better-looking method beats the other" under a paired bootstrap.
 """
@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from benchmark.bootstrap import confidence_intervals, paired_p_values
-from benchmark.tables import MEAN_GROUP, entry_name, seed_summary
+from ood_bench.reporting.bootstrap import confidence_intervals, paired_p_values
+from ood_bench.reporting.tables import MEAN_GROUP, entry_name, seed_summary
 
 if TYPE_CHECKING:
-    from benchmark.runner import MethodResult
+    from ood_bench.results import MethodResult
 
 
 def entry_scores(results: list[MethodResult]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmark import atomic
-from methods.base import ScoreBatch
+from ood_bench.utils import atomic
+from ood_bench.methods.base import ScoreBatch
 
 
 def digest(obj: Any, n: int = 16) -> str:
@@ -55,6 +55,10 @@ class Cache:
         d = self.fit_dir(method, fit_key) / "work"
         d.mkdir(parents=True, exist_ok=True)
         return d
+
+    def fit_lock(self, method: str, fit_key: str) -> Path:
+        """The lock file that serialises fitting one model across processes."""
+        return self.fit_dir(method, fit_key) / "fit.lock"
 
     def has_model(self, method: str, fit_key: str) -> bool:
         return self.enabled and (self.model_dir(method, fit_key) / "fit.json").is_file()

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.device import PeakMemory, synchronize
-from benchmark.runner import PreparedRun, apply_budget, seed_everything
-from methods.base import OODMethod, RunContext
+from ood_bench.utils.device import PeakMemory, synchronize
+from ood_bench.engine.runner import PreparedRun, apply_budget, seed_everything
+from ood_bench.methods.base import OODMethod, RunContext
 
 
 @dataclass

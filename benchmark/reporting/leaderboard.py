@@ -1,6 +1,6 @@
 """Leaderboards: the wide method × OOD-set table and its CSV / LaTeX / Markdown exports.
 
-A leaderboard is built from one or more runs' long-form metrics (:mod:`benchmark.tables`):
+A leaderboard is built from one or more runs' long-form metrics (:mod:`ood_bench.reporting.tables`):
 rows are method entries (``dlsr``, ``dlsr[mse]``, …), columns are AUROC (%) per OOD set, the
 group means (``near avg``, ``far avg``) and the overall ``avg``, the mean FPR@95 (%), and cost
 (images/s while scoring, network evaluations per image, fit seconds, peak memory, ID accuracy
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark import atomic
-from benchmark.errors import UserError
-from benchmark.metrics import CONVENTIONS
-from benchmark.tables import MEAN_GROUP, add_mean_rows, seed_summary
+from ood_bench.utils import atomic
+from ood_bench.utils.errors import UserError
+from ood_bench.reporting.metrics import CONVENTIONS
+from ood_bench.reporting.tables import MEAN_GROUP, add_mean_rows, seed_summary
 
 FORMATS = ("csv", "latex", "md")
 EXTENSIONS = {"csv": ".csv", "latex": ".tex", "md": ".md"}

@@ -2,7 +2,7 @@
 
 For each seed and method: fit on the ID training split (or load the cached model), score the ID
 test split **once**, score every OOD set, all through the method contract of
-:class:`methods.base.OODMethod`. The runner never looks at a method's name. Everything is
+:class:`ood_bench.methods.base.OODMethod`. The runner never looks at a method's name. Everything is
 validated — methods, options, datasets, label needs — before any work starts.
 """
 from __future__ import annotations
@@ -14,80 +14,22 @@ from typing import Any
 
 import numpy as np
 
-from benchmark import atomic
-from benchmark.cache import Cache, digest
-from benchmark.config import RunConfig, build_dataclass
-from benchmark.device import PeakMemory, resolve_device, synchronize
-from benchmark.errors import ConfigError
-from benchmark.outputs import safe_name, write_json
-from benchmark.progress import log
-from benchmark.registry import METHODS
-from data import DataContext, ImageDataset, load_dataset
-from data.registry import looks_like_path
-from methods.base import MethodConfig, OODMethod, RunContext, ScoreBatch
+from ood_bench.results import DatasetScores, MethodResult
+from ood_bench.utils import atomic
+from ood_bench.utils.atomic import write_json
+from ood_bench.utils.naming import safe_name
+from ood_bench.engine.cache import Cache, digest
+from ood_bench.engine.config import RunConfig, build_dataclass
+from ood_bench.utils.device import PeakMemory, resolve_device, synchronize
+from ood_bench.utils.errors import ConfigError
+from ood_bench.utils.locking import file_lock
+from ood_bench.utils.progress import log
+from ood_bench.methods.registry import METHODS
+from ood_bench.data import DataContext, ImageDataset, load_dataset
+from ood_bench.data.registry import looks_like_path
+from ood_bench.methods.base import MethodConfig, OODMethod, RunContext, ScoreBatch
 
 DEFAULT_BATCH = 128
-
-
-@dataclass
-class DatasetScores:
-    """One dataset's scores under one method and seed."""
-
-    name: str
-    role: str          # "id" or "ood"
-    group: str         # "id", or the OOD group ("near", "far", "ood", ...)
-    dataset: ImageDataset
-    batch: ScoreBatch
-    seconds: float
-    peak_mem_mib: float
-    cached: bool
-    example: Path | None = None
-
-
-@dataclass
-class MethodResult:
-    """Everything one method produced for one seed."""
-
-    method: str
-    seed: int
-    config: dict[str, Any]
-    fit_key: str
-    fit_seconds: float
-    fit_peak_mib: float
-    fit_cached: bool
-    fit_report: dict[str, float]
-    cost: dict[str, float]
-    budget: dict[str, float]
-    id: DatasetScores
-    ood: list[DatasetScores] = field(default_factory=list)
-
-    @property
-    def all_scored(self) -> list[DatasetScores]:
-        return [self.id, *self.ood]
-
-    @property
-    def images_per_second(self) -> float:
-        secs = sum(d.seconds for d in self.all_scored)
-        n = sum(len(d.batch) for d in self.all_scored)
-        return n / secs if secs > 0 else float("nan")
-
-    @property
-    def nfe(self) -> float:
-        return float(sum(self.cost.values()))
-
-    @property
-    def peak_mem_mib(self) -> float:
-        vals = [self.fit_peak_mib, *(d.peak_mem_mib for d in self.all_scored)]
-        vals = [v for v in vals if v == v]
-        return max(vals) if vals else float("nan")
-
-    @property
-    def id_accuracy(self) -> float:
-        """Accuracy of the method's class predictions on the labelled ID test set (NaN if none)."""
-        preds, labels = self.id.batch.predictions, self.id.dataset.labels()
-        if preds is None or (labels < 0).any():
-            return float("nan")
-        return float((preds == labels).mean())
 
 
 @dataclass
@@ -201,12 +143,13 @@ class Runner:
     def run_method(self, key: str, cls: type[OODMethod], mcfg: MethodConfig, seed: int) -> MethodResult:
         p = self.prep
         batch_size = p.cfg.batch_size or getattr(cls, "default_batch_size", DEFAULT_BATCH)
-        fit_key = digest({"method": key, "version": cls.version, "fit": mcfg.stage_dict("fit"),
+        family = cls.fit_family or key  # methods of one family share the fitted model
+        fit_key = digest({"method": family, "version": cls.version, "fit": mcfg.stage_dict("fit"),
                           "train": p.id_train.fingerprint(), "seed": seed})
         ctx = RunContext(device=p.device, seed=seed, batch_size=batch_size, workers=p.cfg.workers,
-                         work_dir=self.cache.work_dir(key, fit_key))
+                         work_dir=self.cache.work_dir(family, fit_key))
         method = cls(mcfg, ctx)
-        fit_seconds, fit_peak, fit_cached, report = self._fit(method, key, fit_key)
+        fit_seconds, fit_peak, fit_cached, report = self._fit(method, family, fit_key)
         score_base = {"fit": fit_key, "score": mcfg.stage_dict("score"), "batch": batch_size,
                       "device": p.device.type, "seed": seed}
         id_scores = self._score(method, key, fit_key, score_base, p.id_test, "id", "id", display_name(p.cfg.id))
@@ -216,6 +159,13 @@ class Runner:
                             report, method.cost(), method.budget(), id_scores, oods)
 
     def _fit(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict]:
+        # Runs sharing the cache fit each model once: the first takes the lock and trains, the
+        # others wait, then find the model cached and load it.
+        with file_lock(self.cache.fit_lock(key, fit_key),
+                       on_wait=lambda: log(f"{key}: another process is fitting this model; waiting for it")):
+            return self._fit_locked(method, key, fit_key)
+
+    def _fit_locked(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict]:
         model_dir = self.cache.model_dir(key, fit_key)
         if self.cache.has_model(key, fit_key):
             meta = self.cache.fit_meta(key, fit_key)

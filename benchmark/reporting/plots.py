@@ -9,8 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmark import atomic  # noqa: E402
-from benchmark.metrics import auroc, fpr95  # noqa: E402
+from ood_bench.utils import atomic  # noqa: E402
+from ood_bench.reporting.metrics import auroc, fpr95  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

@@ -6,6 +6,7 @@ old complete file or the new complete file.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -43,6 +44,11 @@ def write_text(path: Path | str, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def write_json(path: Path | str, obj: Any) -> Path:
+    """``obj`` as indented JSON (non-JSON values via ``str``)."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def write_bytes(path: Path | str, data: bytes) -> Path:

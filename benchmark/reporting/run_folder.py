@@ -4,7 +4,7 @@
 
     RUN_DIR/manifest.json          config, seeds, versions, git commit, device, timings, conventions
     RUN_DIR/scores.csv             one row per method × seed × image: dataset, role, index, id, label, scores
-    RUN_DIR/metrics.csv            long-form metrics (benchmark.tables)
+    RUN_DIR/metrics.csv            long-form metrics (ood_bench.reporting.tables)
     RUN_DIR/leaderboard.{csv,tex,md}   wide table: AUROC per set, group means, FPR95, cost
     RUN_DIR/per_set.{csv,md}           every metric per entry × OOD set, 95 % bootstrap intervals
     RUN_DIR/comparisons.{csv,md}       paired-bootstrap p-values between methods, per OOD set
@@ -16,28 +16,25 @@ Every file is written atomically.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from benchmark import atomic
-from benchmark.analysis import comparisons_frame, per_set_frame
-from benchmark.html_report import escape_frame, table_html, write_report
-from benchmark.plots import auroc_vs_throughput, roc_curves, score_histogram
-from benchmark.report import (Leaderboard, build_leaderboard, format_comparisons, format_per_set, markdown,
+from ood_bench.utils import atomic
+from ood_bench.utils.atomic import write_json
+from ood_bench.utils.naming import safe_name
+from ood_bench.reporting.statistics import comparisons_frame, per_set_frame
+from ood_bench.reporting.html import escape_frame, table_html, write_report
+from ood_bench.reporting.plots import auroc_vs_throughput, roc_curves, score_histogram
+from ood_bench.reporting.leaderboard import (Leaderboard, build_leaderboard, format_comparisons, format_per_set, markdown,
                               provenance_lines)
-from benchmark.tables import MEAN_GROUP, metrics_frame, seed_summary
+from ood_bench.reporting.tables import MEAN_GROUP, metrics_frame, seed_summary
 
 SCORES_FILE = "scores.csv"
 METRICS_FILE = "metrics.csv"
 MANIFEST_FILE = "manifest.json"
-
-
-def write_json(path: Path, obj: Any) -> Path:
-    return atomic.write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def scores_frame(results) -> pd.DataFrame:
@@ -58,10 +55,6 @@ def scores_frame(results) -> pd.DataFrame:
                 cols[k] = v
             frames.append(pd.DataFrame(cols))
     return pd.concat(frames, ignore_index=True)
-
-
-def safe_name(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
 def write_histograms(results, id_name: str, plots_dir: Path) -> list[Path]:

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from benchmark.metrics import METRIC_NAMES, all_metrics
+from ood_bench.reporting.metrics import METRIC_NAMES, all_metrics
 
 if TYPE_CHECKING:
-    from benchmark.runner import MethodResult
+    from ood_bench.results import MethodResult
 
 COST_COLS = ("fit_s", "img_per_s", "nfe", "steps", "reps", "peak_mem_mib", "id_acc")
 KEY_COLS = ("entry", "method", "score", "primary", "seed", "id")

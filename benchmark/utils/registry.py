@@ -1,14 +1,14 @@
-"""Name → object registries (methods, datasets), filled by decorators at import time.
+"""A name → object registry, filled by decorators at import time.
 
-Modelled on timm's ``register_model``: a module declares ``@register_method("dlsr")`` and the
-runner looks the name up; the runner never branches on a method's name.
+Modelled on timm's ``register_model``. The method registry lives in
+:mod:`ood_bench.methods.registry`, the dataset registry in :mod:`ood_bench.data.registry`.
 """
 from __future__ import annotations
 
 import difflib
 from typing import Callable, Generic, Iterator, TypeVar
 
-from benchmark.errors import ConfigError
+from ood_bench.utils.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -64,17 +64,3 @@ class Registry(Generic[T]):
     def items(self) -> Iterator[tuple[str, T]]:
         for k in sorted(self._entries):
             yield k, self._entries[k]
-
-
-# The method registry. Filled by ``@register_method`` in ``methods/<name>/method.py``.
-METHODS: Registry[type] = Registry("method")
-
-
-def register_method(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[type], type]:
-    """Class decorator: register an :class:`methods.base.OODMethod` subclass as ``name``."""
-
-    def deco(cls: type) -> type:
-        cls.name = name
-        return METHODS.register(name, aliases=aliases)(cls)
-
-    return deco

@@ -7,7 +7,7 @@ sampling; the spread over seeds is reported separately as a std.
 
 The statistics are vectorised over resamples: AUROC as the Mann–Whitney U statistic with
 average ranks for ties (equal to ``sklearn.metrics.roc_auc_score``), FPR@95 in the papers'
-convention (equal to :func:`benchmark.metrics.fpr95`). Tests check both equalities.
+convention (equal to :func:`ood_bench.reporting.metrics.fpr95`). Tests check both equalities.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import bootstrap, rankdata
 
-from benchmark.metrics import TPR_LEVEL
+from ood_bench.reporting.metrics import TPR_LEVEL
 
 CONFIDENCE = 0.95
 

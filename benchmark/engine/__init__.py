@@ -1,0 +1,1 @@
+"""The run engine: run configuration, cache, runner, speed measurements, manifest."""

@@ -1,0 +1,1 @@
+"""Reporting: metrics, tables, leaderboard, bootstrap statistics, plots, HTML report, run folders."""

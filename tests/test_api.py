@@ -1,0 +1,62 @@
+"""The Python API: the README's example runs, and it writes what the CLI writes."""
+import numpy as np
+import pandas as pd
+import pytest
+
+import ood_bench
+from ood_bench.cli import main
+from ood_bench.utils.errors import ConfigError
+from readme_examples import readme_example
+
+
+def test_readme_api_example_runs_and_matches_the_cli(tmp_path, capsys):
+    namespace: dict = {}
+    exec(compile(readme_example("api"), "README.md:api", "exec"), namespace)
+    res = namespace["res"]
+    board = res.leaderboard
+    assert {"pixel-mahalanobis", "knn"} <= set(board.index)
+    assert board.loc["knn", "textures"] > 90  # far OOD in DLSR's feature space
+    assert set(res.scores["method"]) == {"pixel-mahalanobis", "knn"}
+    assert np.isfinite(res.metrics["auroc"]).all()
+    assert namespace["textures"].mean() > namespace["digits"].mean()  # the detector alone works
+
+    # the CLI with the same settings writes the same files and the same numbers
+    rc = main(["run", "--method", "pixel-mahalanobis", "knn", "--id", "digits04", "--ood", "digits59", "textures",
+               "noise", "--bootstrap", "100", "--out", "cli", "--quiet"])
+    assert rc == 0
+    api_dir, cli_dir = tmp_path / "results" / "api-demo", tmp_path / "cli"
+    listing = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())  # noqa: E731
+    assert listing(api_dir) == listing(cli_dir)
+    a, c = pd.read_csv(api_dir / "metrics.csv"), pd.read_csv(cli_dir / "metrics.csv")
+    cols = ["entry", "ood", "auroc", "fpr95", "aupr_in", "aupr_out"]
+    pd.testing.assert_frame_equal(a[cols], c[cols])
+    pd.testing.assert_series_equal(pd.read_csv(api_dir / "scores.csv")["score"],
+                                   pd.read_csv(cli_dir / "scores.csv")["score"])
+
+
+def test_create_method_fits_the_model_a_run_fits(tmp_path):
+    opts = {"image_size": 8, "channels": 1}
+    m = ood_bench.create_method("pixel-mahalanobis", device="cpu", **opts)
+    m.fit(ood_bench.load_dataset("digits04", "train"))
+    alone = m.score(ood_bench.load_dataset("noise")).canonical
+    res = ood_bench.run(id="digits04", ood=["noise"], methods={"pixel-mahalanobis": opts}, device="cpu",
+                        bootstrap=0, progress=False)
+    in_run = res.scores.query("dataset == 'noise'")["score"].to_numpy()
+    np.testing.assert_allclose(alone, in_run, rtol=1e-12)
+
+
+def test_api_refuses_unknown_options_and_methods():
+    with pytest.raises(ConfigError, match="unknown key"):
+        ood_bench.run(id="digits04", ood=["noise"], methods=["knn"], epochs=3)
+    with pytest.raises(ConfigError, match="unknown method"):
+        ood_bench.create_method("dslr")
+    with pytest.raises(ConfigError, match="knn.kk"):
+        ood_bench.create_method("knn", kk=3)
+
+
+def test_public_names_are_exported():
+    for name in ("run", "create_method", "load_dataset", "OODMethod", "register_method", "register_dataset",
+                 "ArrayDataset", "RunResult"):
+        assert getattr(ood_bench, name) is not None
+    with pytest.raises(AttributeError):
+        ood_bench.not_a_name  # noqa: B018
