@@ -39,10 +39,10 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ood_bench import __version__
+    from importlib.metadata import version
 
     p = argparse.ArgumentParser(prog="ood-bench", description="Unsupervised OOD detection with diffusion models: DLSR, LMD, DiffOOD.")
-    p.add_argument("--version", action="version", version=f"ood-bench {__version__}")
+    p.add_argument("--version", action="version", version=f"ood-bench {version('ood-bench')}")
     sub = p.add_subparsers(dest="command", required=True)
     common = [_common()]
 

@@ -128,7 +128,7 @@ def _crop_set(name: str, split: str, sources: tuple[str, ...], rgb: bool) -> Arr
         elif not rgb and img.ndim == 3:
             img = np.asarray(Image.fromarray(img).convert("L"))
         crops.append(random_crops(img, per, rng, half))
-    # Interleave sources so that the first N images (``--limit``) cover all photos.
+    # Interleave sources, so that any contiguous stretch of images covers all photos.
     stacked = np.stack(crops, axis=1).reshape(-1, *crops[0].shape[1:])[:N_CROPS]
     return ArrayDataset(name, split, np.ascontiguousarray(stacked), source="+".join(sources))
 
