@@ -37,6 +37,7 @@ def test_json_summary_ungrouped_ood_and_leaderboard_json(tmp_path, capsys):
     row = summary["leaderboard"]["rows"][0]
     assert row["entry"] == "test-mean" and row["canonical"] and 0 <= row["values"]["noise"]["mean"] <= 100
     assert "fitting" not in err  # -q: warnings only
+    assert "white-space:nowrap" in (tmp_path / "a" / "report.html").read_text()  # "89.13 ± 0.32" stays on one line
 
     assert main([*RUN, "--near", "digits59", "--far", "noise", "textures", "--out", "b", "--json", "-q"]) == 0
     cols = {c["column"]: c for c in json.loads(capsys.readouterr().out)["leaderboard"]["columns"]}
