@@ -2,8 +2,12 @@
 
     ood-bench run --method dlsr --id digits --ood textures faces noise --out results/demo
     ood-bench run --config configs/embedded.yaml --set dlsr.score=mse
-    ood-bench list [--options]
-    ood-bench leaderboard RUN_DIR [RUN_DIR ...] --format csv|latex|md [--out FILE]
+    ood-bench list [--options [--config PRESET]]
+    ood-bench leaderboard RUN_DIR [RUN_DIR ...] --format csv|latex|md|json [--out FILE]
+
+Every command takes ``-q/--quiet`` (warnings only, no progress bars), ``-v`` (debug lines) and
+``--log-file FILE``; log lines go to stderr through :mod:`logging`, results to stdout. Output
+into a closed pipe (``| head``) ends quietly and never fails a run.
 
 Input problems (missing data, unreadable image, unknown option, missing weights offline) print
 one ``error:`` line and exit with status 2; nothing already computed is lost (see the cache).
@@ -13,37 +17,58 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
+import json
+import logging
 import sys
 import time
 from pathlib import Path
 
-from ood_bench.utils.errors import UserError
+from ood_bench.utils.errors import ConfigError, UserError
 
 DEFAULT_PRESET = "embedded"
+FORMATS = ("csv", "latex", "md", "json")  # as ood_bench.reporting.leaderboard.FORMATS (imported lazily)
+
+
+def _common() -> argparse.ArgumentParser:
+    """Logging flags every command takes (after the command name)."""
+    c = argparse.ArgumentParser(add_help=False)
+    c.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars")
+    c.add_argument("-v", "--verbose", action="store_true", help="also debug log lines")
+    c.add_argument("--log-file", metavar="FILE", help="also write every log line (debug up) to FILE")
+    return c
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ood-bench", description="Unsupervised OOD detection with diffusion models: DLSR, LMD, DiffOOD.")
-    sub = p.add_subparsers(dest="command", required=True)
+    from importlib.metadata import version
 
-    r = sub.add_parser("run", help="run methods on an ID set and OOD sets", description=(
+    p = argparse.ArgumentParser(prog="ood-bench", description="Unsupervised OOD detection with diffusion models: DLSR, LMD, DiffOOD.")
+    p.add_argument("--version", action="version", version=f"ood-bench {version('ood-bench')}")
+    sub = p.add_subparsers(dest="command", required=True)
+    common = [_common()]
+
+    r = sub.add_parser("run", parents=common, help="run methods on an ID set and OOD sets", description=(
         "Fit each method on the ID training split, score the ID test split and every OOD set, and "
         f"write metrics, leaderboards, per-image scores and plots. Without --config the "
         f"'{DEFAULT_PRESET}' preset (configs/{DEFAULT_PRESET}.yaml) gives the defaults."))
     r.add_argument("--config", help="YAML file or preset name in configs/ (default: embedded)")
     r.add_argument("--method", "--methods", dest="methods", nargs="+", metavar="M", help="method(s) to run")
     r.add_argument("--id", help="ID dataset: registry name or folder (with train/ and test/)")
-    r.add_argument("--ood", nargs="+", metavar="OOD", help="OOD sets: registry names or image folders")
+    r.add_argument("--ood", nargs="+", metavar="OOD",
+                   help="OOD sets: registry names or image folders, one ungrouped set of columns "
+                        "(replaces the preset's OOD sets and their near/far groups)")
+    r.add_argument("--near", nargs="+", metavar="OOD", help="near-OOD sets (with --far: grouped columns and averages)")
+    r.add_argument("--far", nargs="+", metavar="OOD", help="far-OOD sets")
     r.add_argument("--out", help="run folder (default: results/<preset>-<time>)")
-    r.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    r.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default auto: cuda if present, else cpu)")
     r.add_argument("--seed", type=int, help="random seed (default 0)")
     r.add_argument("--seeds", type=int, nargs="+", help="several seeds: every table shows mean ± std")
     r.add_argument("--data-root", help="folder holding the standard datasets (default ~/data)")
     r.add_argument("--download", action="store_true", default=None, help="let torchvision download missing sets")
     r.add_argument("--batch-size", type=int, help="images per scoring batch (default: per method)")
     r.add_argument("--workers", type=int, help="DataLoader workers for sets read from disk (default 2)")
-    r.add_argument("--limit", type=int, help="score only the first N images of the ID test set and of every OOD set (quick looks)")
-    r.add_argument("--train-limit", type=int, help="fit on only the first N images of the ID training set")
+    r.add_argument("--limit", type=int, help="score N images of the ID test set and of every OOD set (quick looks): "
+                                             "a fixed-seed subset, class-stratified when labelled, in dataset order")
+    r.add_argument("--train-limit", type=int, help="fit on N images of the ID training set (chosen as --limit chooses)")
     r.add_argument("--set", dest="sets", nargs="+", default=[], metavar="M.OPT=V",
                    help="method options, e.g. dlsr.score=mse lmd.reps=4")
     r.add_argument("--cache-dir", help="model/score cache (default results/cache)")
@@ -51,32 +76,39 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--skip-unreadable", action="store_true", default=None,
                    help="skip unreadable images in folders with a warning instead of failing")
     r.add_argument("--steps", type=int, help="equal budget: sampling steps per chain for every method (each maps it onto its own option)")
-    r.add_argument("--reps", type=int, help="equal budget: repetitions (noise draws / masks) per image for every method")
+    r.add_argument("--reps", type=int, help="equal budget: repetitions (noise draws / masks) per image for every "
+                                            "method that repeats (DLSR does not: it says so and keeps 1)")
     r.add_argument("--bootstrap", type=int, help="bootstrap resamples for intervals and p-values (default 1000; 0 = none)")
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--json", action="store_true",
+                   help="print a JSON summary (run folder, status, outputs, leaderboard) instead of the table")
     _plugin_flag(r)
 
-    sp = sub.add_parser("speed", help="time the scoring of methods at their configured sizes (untrained weights)",
+    sp = sub.add_parser("speed", parents=common, help="time the scoring of methods at their configured sizes (untrained weights)",
                         description="Builds each method's networks at the configured sizes with untrained weights and "
                                     "times scoring on random images; see benchmark/speed.py.")
     sp.add_argument("--config", help="YAML file or preset (default: embedded)")
     sp.add_argument("--method", "--methods", dest="methods", nargs="+", metavar="M")
     sp.add_argument("--set", dest="sets", nargs="+", default=[], metavar="M.OPT=V")
-    sp.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    sp.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     sp.add_argument("--images", type=int, default=8, help="images to time (default 8)")
     sp.add_argument("--batch-size", type=int, help="images per batch (default: per method)")
     sp.add_argument("--timing-steps", type=int, help="time at this many sampling steps and extrapolate to the full budget")
     _plugin_flag(sp)
 
-    ls = sub.add_parser("list", help="registered methods and datasets")
-    ls.add_argument("--options", action="store_true", help="also every method option with its default")
+    ls = sub.add_parser("list", parents=common, help="presets, registered methods and datasets")
+    ls.add_argument("--options", action="store_true",
+                    help="also every method option with its value under --config (YAML syntax, as --set takes it)")
+    ls.add_argument("--config", help=f"preset whose option values --options shows (default: {DEFAULT_PRESET})")
     _plugin_flag(ls)
 
-    lb = sub.add_parser("leaderboard", help="(re-)export the leaderboard of one or several runs, merged")
+    lb = sub.add_parser("leaderboard", parents=common, help="(re-)export the leaderboard of one or several runs, merged")
     lb.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
-    lb.add_argument("--format", choices=("csv", "latex", "md"), default="md")
+    lb.add_argument("--format", choices=FORMATS, default="md")
     lb.add_argument("--out", type=Path, help="write to this file instead of stdout")
-    lb.add_argument("--primary-only", action="store_true", help="only each method's canonical score")
+    lb.add_argument("--primary-only", action="store_true", help="only each method's canonical score (csv, md, json)")
+    lb.add_argument("--sub-scores", action="store_true",
+                    help="latex: also the methods' other sub-scores (default: canonical scores only)")
+    lb.add_argument("--resizebox", action="store_true", help="latex: wrap each table in \\resizebox{\\textwidth}{!}")
     return p
 
 
@@ -108,8 +140,14 @@ def build_run_config(args: argparse.Namespace):
     preset, cfg = preset_config(args)
     if args.id:
         cfg.id = args.id
-    if args.ood:
-        cfg.ood = list(args.ood)
+    if args.ood and (args.near or args.far):
+        raise ConfigError("give OOD sets either with --ood (one ungrouped set) or with --near/--far (grouped), not both")
+    if args.ood:  # sets named on the command line: one "ood" group, not the preset's near/far
+        cfg.ood, cfg.ood_groups = list(args.ood), {}
+    elif args.near or args.far:
+        groups = {"near": args.near or [], "far": args.far or []}
+        cfg.ood = [n for names in groups.values() for n in names]
+        cfg.ood_groups = {n: g for g, names in groups.items() for n in names}
     if args.seeds:
         cfg.seeds = list(args.seeds)
     elif args.seed is not None:
@@ -136,12 +174,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     cfg = build_run_config(args)
     result = execute(cfg, command=" ".join(["ood-bench", *sys.argv[1:]]), show_progress=not args.quiet)
-    print(_terminal_table(result.board))
     run_dir = Path(cfg.out)
+    progress.set_enabled(True)
+    if args.json:
+        summary = {"run_dir": str(run_dir), "status": result.manifest.get("status"),
+                   "seconds": round(time.perf_counter() - t_start, 1), "seeds": cfg.seeds,
+                   "outputs": result.manifest.get("outputs", {}), "leaderboard": result.board.to_dict()}
+        print(json.dumps(summary, indent=1))
+        return 0
+    print(_terminal_table(result.board))
     print(f"\nwrote {run_dir}/ in {time.perf_counter() - t_start:.1f}s:")
     for key, path in result.manifest.get("outputs", {}).items():
         print(f"  {key:18s} {path}")
-    progress.set_enabled(True)
     return 0
 
 
@@ -173,21 +217,29 @@ def cmd_speed(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ list
 def cmd_list(args: argparse.Namespace) -> int:
     from ood_bench.data import DATASETS
+    from ood_bench.engine.config import PRESETS_DIR
     from ood_bench.methods.registry import METHODS
     from ood_bench.plugins import load_plugins
 
     load_plugins(args.plugins)
+    preset_opts = _preset_options(args.config) if args.options else {}
 
-    print("methods:")
+    print("presets (--config NAME):")
+    for path in sorted(PRESETS_DIR.glob("*.yaml")):
+        print(f"  {path.stem:14s}{_preset_summary(path)}")
+    print("\nmethods:")
     for name, cls in METHODS.items():
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         labels = " [needs labels]" if cls.needs_labels else ""
         print(f"  {name:14s}{doc}{labels}")
         if args.options:
+            given = preset_opts.get(name, {})
             for f in dataclasses.fields(cls.config_cls):
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
                 stage = f.metadata.get("stage", "fit")
-                print(f"      {name}.{f.name} = {default!r}  ({stage}) {f.metadata.get('help', '')}")
+                value = _yaml(given[f.name]) if f.name in given else _yaml(default)
+                origin = f" [preset; paper: {_yaml(default)}]" if f.name in given and given[f.name] != default else ""
+                print(f"      {name}.{f.name}={value}  ({stage}){origin} {f.metadata.get('help', '')}")
     kinds = {"embedded": "ship with the packages, offline", "data-root": "under --data-root", "plugin": "from plugins"}
     for kind, where in kinds.items():
         if not any(spec.kind == kind for _, spec in DATASETS.items()):
@@ -199,7 +251,50 @@ def cmd_list(args: argparse.Namespace) -> int:
                 extra = f" (alias: {', '.join(alias)})" if alias else ""
                 print(f"  {name:14s}{spec.description}{extra}")
     print("\nany folder of images can be given by path (png/jpg/..., nested or flat)")
+    if args.options:
+        print(f"\noption values: the {Path(args.config or DEFAULT_PRESET).stem} preset's where it sets them, "
+              f"else the paper default; written as --set takes them (YAML)")
     return 0
+
+
+def _yaml(value) -> str:
+    """A value as YAML flow syntax (``[1, 2]``, ``true``, ``null``), the way ``--set`` reads it."""
+    import yaml
+
+    def plain(v):
+        return [plain(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+    return yaml.safe_dump(plain(value), default_flow_style=True, width=1000).strip().removesuffix("\n...").strip()
+
+
+def _preset_options(config: str | None) -> dict[str, dict]:
+    """The method options a preset sets, typed as the methods' configs type them."""
+    from ood_bench.engine.config import RunConfig, apply_mapping, build_dataclass, find_preset, load_yaml
+    from ood_bench.methods.registry import METHODS
+
+    preset = find_preset(config or DEFAULT_PRESET)
+    cfg = apply_mapping(RunConfig(), load_yaml(preset), str(preset))
+    out = {}
+    for name, opts in cfg.method_options.items():
+        key = METHODS.canonical(name)
+        typed = build_dataclass(METHODS.get(key).config_cls, opts, key)
+        out[key] = {k: getattr(typed, k) for k in opts}
+    return out
+
+
+def _preset_summary(path: Path) -> str:
+    """``ID digits04 vs near: digits59; far: textures, …; methods dlsr, lmd, …``."""
+    from ood_bench.engine.config import RunConfig, apply_mapping, load_yaml
+
+    try:
+        cfg = apply_mapping(RunConfig(), load_yaml(path), str(path))
+    except UserError as e:
+        return f"(unreadable: {e.one_line()})"
+    groups: dict[str, list[str]] = {}
+    for n in cfg.ood:
+        groups.setdefault(cfg.ood_groups.get(n, "ood"), []).append(n)
+    ood = "; ".join(f"{g}: {', '.join(ns)}" for g, ns in groups.items())
+    return f"ID {cfg.id} vs {ood}; methods {', '.join(cfg.methods)}"
 
 
 # ------------------------------------------------------------------------------ leaderboard
@@ -209,7 +304,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     metrics, manifests = merge_runs(args.runs)
     board = build_leaderboard(metrics, provenance_lines(manifests), primary_only=args.primary_only)
-    text = board.export(args.format)
+    if args.format == "latex":
+        text = board.to_latex(sub_scores=args.sub_scores, resize=args.resizebox)
+    else:
+        text = board.export(args.format)
     if args.out:
         atomic.write_text(args.out, text)
         print(f"wrote {args.out}")
@@ -219,10 +317,20 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ood_bench.utils import logs
+
+    # a reader that goes away (`| head`) must neither print a traceback nor fail a run
+    for name in ("stdout", "stderr"):
+        if not isinstance(getattr(sys, name), logs.SafeStream):
+            setattr(sys, name, logs.SafeStream(getattr(sys, name)))
     args = _parser().parse_args(argv)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logs.configure(level, args.log_file)
     try:
         commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "speed": cmd_speed}
-        return commands[args.command](args)
+        rc = commands[args.command](args)
+        sys.stdout.flush()
+        return rc
     except UserError as e:
         print(f"error: {e.one_line()}", file=sys.stderr)
         return 2

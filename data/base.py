@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+LIMIT_SEED = 0  # --limit subsets are the same for every run seed: seeds vary models, not data
 
 class ImageDataset(torch.utils.data.Dataset):
     """Base class: subclasses implement ``__len__``, ``load_image`` and ``identity``.
@@ -81,11 +82,17 @@ class ImageDataset(torch.utils.data.Dataset):
         lab = f"{self.num_classes} classes" if self.has_labels else "unlabelled"
         return f"{self.name} [{self.split}] {len(self)} images, {lab}"
 
-    def take(self, n: int | None) -> ImageDataset:
-        """The first ``n`` items (all when ``n`` is None or ≥ len)."""
+    @property
+    def subset(self) -> dict[str, Any] | None:
+        """How this set was cut from a larger one (``--limit``), for the manifest; None if whole."""
+        return None
+
+    def take(self, n: int | None, seed: int = LIMIT_SEED) -> ImageDataset:
+        """``n`` items (all when ``n`` is None or ≥ len), a seeded subset: class-stratified when
+        labelled, uniformly random otherwise, in dataset order (see :class:`LimitedDataset`)."""
         if n is None or n >= len(self):
             return self
-        return LimitedDataset(self, n)
+        return LimitedDataset(self, n, seed)
 
 
 class ArrayDataset(ImageDataset):
@@ -131,28 +138,55 @@ class ArrayDataset(ImageDataset):
                 "source": self.source, "sha1": h.hexdigest()}
 
 
-class LimitedDataset(ImageDataset):
-    """The first ``n`` items of another dataset (``--limit``); ids are the parent's."""
+def subset_indices(labels: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, str]:
+    """``n`` sorted indices into a set with ``labels`` (``-1`` = unlabelled), and the strategy.
 
-    def __init__(self, base: ImageDataset, n: int) -> None:
+    Labelled: class-stratified: each class gets ``n × its share`` items (largest remainders
+    get the rounding), drawn at random within the class, so a small ``--limit`` still covers
+    every class (the first N files of a class-foldered set cover a few classes only).
+    Unlabelled: a uniform random subset. Sorted, so the subset keeps the dataset's order.
+    """
+    rng = np.random.default_rng(seed)
+    if len(labels) and (labels >= 0).all():
+        classes, counts = np.unique(labels, return_counts=True)
+        quota = n * counts / counts.sum()
+        take = np.floor(quota).astype(int)
+        extra = np.argsort(-(quota - take), kind="stable")[: n - take.sum()]
+        take[extra] += 1
+        chosen = [rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, take)]
+        return np.sort(np.concatenate(chosen)), "class-stratified"
+    return np.sort(rng.choice(len(labels), n, replace=False)), "random"
+
+
+class LimitedDataset(ImageDataset):
+    """A seeded subset of ``n`` items of another dataset (``--limit``, :func:`subset_indices`);
+    ids are the parent's."""
+
+    def __init__(self, base: ImageDataset, n: int, seed: int = LIMIT_SEED) -> None:
         super().__init__(base.name, base.split, base.num_classes)
         self.base = base
         self.n = n
+        self.seed = seed
+        self.indices, self.strategy = subset_indices(base.labels(), n, seed)
 
     def __len__(self) -> int:
         return self.n
 
     def load_image(self, i: int) -> Image.Image:
-        return self.base.load_image(i)
+        return self.base.load_image(int(self.indices[i]))
 
     def label(self, i: int) -> int:
-        return self.base.label(i)
+        return self.base.label(int(self.indices[i]))
 
     def labels(self) -> np.ndarray:
-        return self.base.labels()[: self.n]
+        return self.base.labels()[self.indices]
 
     def item_id(self, i: int) -> str:
-        return self.base.item_id(i)
+        return self.base.item_id(int(self.indices[i]))
+
+    @property
+    def subset(self) -> dict[str, Any]:
+        return {"n": self.n, "of": len(self.base), "seed": self.seed, "strategy": self.strategy}
 
     def identity(self) -> dict[str, Any]:
-        return {"limit": self.n, "base": self.base.fingerprint()}
+        return {"limit": self.n, "seed": self.seed, "strategy": self.strategy, "base": self.base.fingerprint()}

@@ -65,19 +65,19 @@ def _digit_subset(name: str, split: str, classes: range) -> ArrayDataset:
                         source="sklearn.load_digits")
 
 
-@register_dataset("digits", kind="embedded", labelled=True,
+@register_dataset("digits", kind="embedded", display_name="Digits", labelled=True,
                   description="sklearn handwritten digits 0-9, 8x8 gray (1248 train / 549 test)")
 def digits(ctx: DataContext, split: str) -> ArrayDataset:
     return _digit_subset("digits", split, range(10))
 
 
-@register_dataset("digits04", kind="embedded", labelled=True, aliases=("digits-0-4",),
+@register_dataset("digits04", kind="embedded", display_name="Digits 0–4", labelled=True, aliases=("digits-0-4",),
                   description="digits 0-4 only: ID half of the near-OOD split (625 / 276)")
 def digits04(ctx: DataContext, split: str) -> ArrayDataset:
     return _digit_subset("digits04", split, range(0, 5))
 
 
-@register_dataset("digits59", kind="embedded", labelled=True, aliases=("digits-5-9",),
+@register_dataset("digits59", kind="embedded", display_name="Digits 5–9", labelled=True, aliases=("digits-5-9",),
                   description="digits 5-9 only: near-OOD half of the split (623 / 273)")
 def digits59(ctx: DataContext, split: str) -> ArrayDataset:
     return _digit_subset("digits59", split, range(5, 10))
@@ -128,7 +128,7 @@ def _crop_set(name: str, split: str, sources: tuple[str, ...], rgb: bool) -> Arr
         elif not rgb and img.ndim == 3:
             img = np.asarray(Image.fromarray(img).convert("L"))
         crops.append(random_crops(img, per, rng, half))
-    # Interleave sources so that the first N images (``--limit``) cover all photos.
+    # Interleave sources, so that any contiguous stretch of images covers all photos.
     stacked = np.stack(crops, axis=1).reshape(-1, *crops[0].shape[1:])[:N_CROPS]
     return ArrayDataset(name, split, np.ascontiguousarray(stacked), source="+".join(sources))
 
@@ -143,20 +143,20 @@ def _photos(split: str) -> ArrayDataset:
     return _crop_set("photos", split, PHOTO_SOURCES + ("china", "flower"), rgb=True)
 
 
-@register_dataset("textures", kind="embedded", labelled=False,
+@register_dataset("textures", kind="embedded", display_name="Textures", labelled=False,
                   description="crops of skimage brick/grass/gravel photos, 32x32 gray (300 / 300)")
 def textures(ctx: DataContext, split: str) -> ArrayDataset:
     return _textures(split)
 
 
-@register_dataset("photos", kind="embedded", labelled=False,
+@register_dataset("photos", kind="embedded", display_name="Photos", labelled=False,
                   description="crops of 15 real photos (skimage, sklearn), 32x32 RGB (300 / 300)")
 def photos(ctx: DataContext, split: str) -> ArrayDataset:
     return _photos(split)
 
 
 # --------------------------------------------------------------------------------- faces
-@register_dataset("faces", kind="embedded", labelled=False,
+@register_dataset("faces", kind="embedded", display_name="Faces", labelled=False,
                   description="the 100 LFW faces of skimage lfw_subset, 25x25 gray (test only)")
 def faces(ctx: DataContext, split: str) -> ArrayDataset:
     if split != "test":
@@ -172,7 +172,7 @@ def faces(ctx: DataContext, split: str) -> ArrayDataset:
 NOISE_SIZE = 8  # the digits' resolution: noise images are the ID set's size
 
 
-@register_dataset("noise", kind="embedded", labelled=False,
+@register_dataset("noise", kind="embedded", display_name="Noise", labelled=False,
                   description="Gaussian (mean .5, std .25) and uniform noise, 8x8 gray, interleaved (300 / 300)")
 def noise(ctx: DataContext, split: str) -> ArrayDataset:
     rng = np.random.default_rng(100 + SPLIT_SEED[split])

@@ -46,23 +46,38 @@ class DatasetSpec:
     kind: str  # "embedded" (ships with the packages) or "data-root"
     description: str
     labelled: bool
+    display_name: str = ""  # name in tables and figures (``CIFAR-100``); empty: ``name``
+
+    @property
+    def title(self) -> str:
+        return self.display_name or self.name
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
 def register_dataset(
-    name: str, *, kind: str, description: str, labelled: bool, aliases: tuple[str, ...] = ()
+    name: str, *, kind: str, description: str, labelled: bool, aliases: tuple[str, ...] = (),
+    display_name: str = "",
 ) -> Callable[[Callable[[DataContext, str], ImageDataset]], Callable]:
-    """Decorator registering ``factory(ctx, split) -> ImageDataset`` under ``name``."""
+    """Decorator registering ``factory(ctx, split) -> ImageDataset`` under ``name``;
+    ``display_name`` is how tables and figures print it (default: ``name``)."""
 
     def deco(factory: Callable[[DataContext, str], ImageDataset]) -> Callable:
         DATASETS.register(name, aliases=aliases)(
-            DatasetSpec(name, factory, kind, description, labelled)
+            DatasetSpec(name, factory, kind, description, labelled, display_name)
         )
         return factory
 
     return deco
+
+
+def dataset_title(name: str) -> str:
+    """Display name of a dataset given by registry name (``svhn`` → ``SVHN``) or folder path
+    (its last component); any other name is returned as given."""
+    if name in DATASETS:
+        return DATASETS.get(name).title
+    return Path(name.rstrip("/")).name if looks_like_path(name) else name
 
 
 def looks_like_path(name: str) -> bool:

@@ -88,7 +88,9 @@ def _open_torchvision(name: str, looked_for: str, build: Callable[[bool], Any], 
 
 def _register_torchvision(name: str, cls_name: str, looked_for: str, description: str,
                           split_kw: Callable[[str], dict], subdir: str = "", classes: int | None = None) -> None:
-    @register_dataset(name, kind="data-root", labelled=True, description=description)
+    # the display name is the description's first part: "CIFAR-10, 32x32 RGB, ..." → "CIFAR-10"
+    @register_dataset(name, kind="data-root", labelled=True, description=description,
+                      display_name=description.split(",")[0])
     def factory(ctx: DataContext, split: str) -> TorchvisionDataset:
         import torchvision.datasets as tvd
 
@@ -114,7 +116,7 @@ _register_torchvision("fashionmnist", "FashionMNIST", "FashionMNIST/raw", "Fashi
 _register_torchvision("kmnist", "KMNIST", "KMNIST/raw", "Kuzushiji-MNIST, 28x28 gray (60k / 10k)", _train_flag)
 
 
-@register_dataset("celeba", kind="data-root", labelled=False,
+@register_dataset("celeba", kind="data-root", labelled=False, display_name="CelebA",
                   description="CelebA aligned faces (torchvision layout), unlabelled (162k train / 20k test)")
 def celeba(ctx: DataContext, split: str) -> TorchvisionDataset:
     import torchvision.datasets as tvd
@@ -126,8 +128,9 @@ def celeba(ctx: DataContext, split: str) -> TorchvisionDataset:
 
 # ------------------------------------------------------------------ ImageFolder-style sets
 def _register_folder(name: str, candidates: dict[str, tuple[str, ...]], how: str, description: str,
-                     aliases: tuple[str, ...] = ()) -> None:
-    @register_dataset(name, kind="data-root", labelled=False, description=description, aliases=aliases)
+                     aliases: tuple[str, ...] = (), display_name: str = "") -> None:
+    @register_dataset(name, kind="data-root", labelled=False, description=description, aliases=aliases,
+                      display_name=display_name)
     def factory(ctx: DataContext, split: str) -> FolderDataset:
         if split not in candidates:
             raise ConfigError(f"{name} has only a {'/'.join(candidates)} split: use it as an OOD set")
@@ -141,16 +144,16 @@ def _register_folder(name: str, candidates: dict[str, tuple[str, ...]], how: str
         )
 
 
-_register_folder("lsun_c", {"test": ("LSUN", "LSUN_C", "lsun_c")}, ODIN_URL, "LSUN crop (ODIN), 32x32, 10k")
-_register_folder("lsun_r", {"test": ("LSUN_resize", "LSUN_R", "lsun_r")}, ODIN_URL, "LSUN resize (ODIN), 32x32, 10k")
-_register_folder("isun", {"test": ("iSUN", "isun")}, ODIN_URL, "iSUN (ODIN), 32x32, 8925")
+_register_folder("lsun_c", {"test": ("LSUN", "LSUN_C", "lsun_c")}, ODIN_URL, "LSUN crop (ODIN), 32x32, 10k", display_name="LSUN-C")
+_register_folder("lsun_r", {"test": ("LSUN_resize", "LSUN_R", "lsun_r")}, ODIN_URL, "LSUN resize (ODIN), 32x32, 10k", display_name="LSUN-R")
+_register_folder("isun", {"test": ("iSUN", "isun")}, ODIN_URL, "iSUN (ODIN), 32x32, 8925", display_name="iSUN")
 _register_folder("dtd", {"test": ("dtd/images", "dtd", "textures_dtd", "Textures")},
                  "https://www.robots.ox.ac.uk/~vgg/data/dtd/", "Describable Textures (DTD), 5640 images",
-                 aliases=("describable_textures",))
+                 aliases=("describable_textures",), display_name="Textures (DTD)")
 _register_folder("places365", {"test": ("places365", "Places365", "places")},
                  "http://places2.csail.mit.edu/download.html (or OpenOOD's benchmark lists)",
-                 "Places365 images (any subset placed in the folder)")
+                 "Places365 images (any subset placed in the folder)", display_name="Places365")
 _register_folder("tinyimagenet", {"train": ("tiny-imagenet-200/train", "tin/train"),
                                   "test": ("tiny-imagenet-200/val", "tin/val", "tin")},
                  "http://cs231n.stanford.edu/tiny-imagenet-200.zip", "Tiny ImageNet, 64x64 RGB (val used as test)",
-                 aliases=("tin",))
+                 aliases=("tin",), display_name="Tiny ImageNet")

@@ -123,6 +123,7 @@ class OODMethod(abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""  # name in tables and figures ("DLSR"); default: the registry name
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
     needs_labels: ClassVar[bool] = False
     version: ClassVar[str] = "1"

@@ -18,6 +18,8 @@ def register_method(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[ty
 
     def deco(cls: type) -> type:
         cls.name = name
+        if not cls.__dict__.get("display_name"):  # the table name defaults to the registry name
+            cls.display_name = name
         return METHODS.register(name, aliases=aliases)(cls)
 
     return deco

@@ -21,8 +21,8 @@ def test_readme_api_example_runs_and_matches_the_cli(tmp_path, capsys):
     assert namespace["textures"].mean() > namespace["digits"].mean()  # the detector alone works
 
     # the CLI with the same settings writes the same files and the same numbers
-    rc = main(["run", "--method", "pixel-mahalanobis", "knn", "--id", "digits04", "--ood", "digits59", "textures",
-               "noise", "--bootstrap", "100", "--out", "cli", "--quiet"])
+    rc = main(["run", "--method", "pixel-mahalanobis", "knn", "--id", "digits04", "--near", "digits59", "--far",
+               "textures", "noise", "--bootstrap", "100", "--out", "cli", "--quiet"])
     assert rc == 0
     api_dir, cli_dir = tmp_path / "results" / "api-demo", tmp_path / "cli"
     listing = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())  # noqa: E731

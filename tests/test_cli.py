@@ -37,7 +37,7 @@ def test_dlsr_end_to_end_with_registry_and_folder_ood(tmp_path, capsys):
         assert (out / f).stat().st_size > 0, f
     assert Image.open(out / "plots" / "hist_dlsr_noise.png").size[0] > 300
     tex = (out / "leaderboard.tex").read_text()
-    assert "\\toprule" in tex and "\\textbf{" in tex
+    assert "\\toprule" in tex and "DLSR" in tex and "\\textbf{" not in tex  # one canonical row: nothing to rank
 
     # the same command again: everything from the cache, identical scores
     rc = main(["run", "--method", "dlsr", "--id", "digits", "--ood", "noise", str(tmp_path / "myood"),
@@ -92,7 +92,7 @@ def test_bad_input_errors(tmp_path, capsys, monkeypatch, argv, needle):
 def test_list_shows_methods_datasets_and_options(capsys):
     assert main(["list", "--options"]) == 0
     out = capsys.readouterr().out
-    assert "dlsr" in out and "digits59" in out and "cifar10" in out and "dlsr.t = 3" in out
+    assert "dlsr" in out and "digits59" in out and "cifar10" in out and "dlsr.t=3  (score)" in out
 
 
 def test_leaderboard_reexport_merges_runs(tmp_path, capsys):

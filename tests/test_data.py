@@ -145,17 +145,30 @@ def test_torchvision_mnist_layout_under_data_root(tmp_path):
     assert ds[0][0].size == (28, 28)
 
 
-def test_limit_takes_the_first_items_and_changes_identity():
+def test_limit_takes_a_seeded_class_stratified_subset_in_dataset_order():
     ds = load_dataset("digits", "test", CTX)
-    small = ds.take(10)
-    assert len(small) == 10 and small.item_ids() == ds.item_ids()[:10]
-    assert small.fingerprint() != ds.fingerprint()
-    assert ds.take(None) is ds
+    small = ds.take(20)
+    ids = [int(i) for i in small.item_ids()]
+    assert len(small) == 20 and ids == sorted(ids) and len(set(ids)) == 20  # dataset order, no repeats
+    assert np.bincount(small.labels(), minlength=10).tolist() == [2] * 10  # every class, 2 each
+    assert small.labels().tolist() == [ds.label(i) for i in ids] and small[0][1] == ds[ids[0]][1]
+    assert small.item_ids() == ds.take(20).item_ids()  # seeded: the same subset every time
+    assert small.item_ids() != ds.take(20, seed=1).item_ids()
+    assert small.fingerprint() != ds.fingerprint() != ds.take(20, seed=1).fingerprint()
+    assert small.subset == {"n": 20, "of": len(ds), "seed": 0, "strategy": "class-stratified"}
+    assert ds.take(None) is ds and ds.subset is None
+
+
+def test_limit_of_an_unlabelled_set_is_a_random_subset():
+    ds = load_dataset("noise", "test", CTX)
+    small = ds.take(30)
+    ids = [int(i) for i in small.item_ids()]
+    assert ids == sorted(ids) and ids != list(range(30)) and small.subset["strategy"] == "random"
 
 
 def test_loader_keeps_dataset_order_and_materialize_is_uint8():
     ds = load_dataset("digits", "test", CTX).take(37)
-    idx = torch.cat([i for _, _, i in make_loader(ds, ImageTransform(8, 1), batch_size=10)])
+    idx = torch.cat([i for _, _, i in make_loader(ds, ImageTransform(8, 1), batch_size=10)])  # positions in the subset
     assert idx.tolist() == list(range(37))
     x, y = materialize(ds, ImageTransform(8, 1), batch_size=16)
     assert x.dtype == torch.uint8 and x.shape == (37, 1, 8, 8) and y.tolist() == ds.labels().tolist()

@@ -30,7 +30,7 @@ def test_readme_plugin_runs_through_the_cli_with_cache_tables_and_plots(tmp_path
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "r1" / "scores.csv"), pd.read_csv(tmp_path / "r2" / "scores.csv"))
     capsys.readouterr()
     assert main(["list", "--plugin", "my_detector.py", "--options"]) == 0
-    assert "pixel-nn.image_size = 8" in capsys.readouterr().out
+    assert "pixel-nn.image_size=8  (fit)" in capsys.readouterr().out
 
 
 ENTRY_MODULE = '''

@@ -59,7 +59,7 @@ def provenance(device: torch.device) -> dict[str, Any]:
 
 def _ds_info(ds) -> dict:
     return {"name": ds.name, "split": ds.split, "n": len(ds), "labelled": ds.has_labels,
-            "fingerprint": ds.fingerprint()}
+            "fingerprint": ds.fingerprint(), "subset": ds.subset}
 
 
 def start_manifest(cfg, prep, command: str) -> dict[str, Any]:

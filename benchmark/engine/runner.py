@@ -217,7 +217,7 @@ class Runner:
         """The method's picture for this dataset (cached beside the scores), if it has one."""
         if self.examples_dir is None:
             return None
-        cached = self.cache.scores_path(key, fit_key, score_key).with_suffix(".png")
+        cached = self.cache.scores_path(key, fit_key, score_key).with_suffix(".grid2.png")  # 2: row labels
         if not (self.cache.enabled and cached.is_file()):
             if not method.save_examples(ds, cached):
                 return None

@@ -13,7 +13,8 @@ STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-th,td{border-bottom:1px solid #e5e5e5;padding:3px 8px;text-align:right}
+th,td{border-bottom:1px solid #e5e5e5;padding:3px 8px;text-align:right;white-space:nowrap}
+.note{font-size:.8em;color:#444;max-width:900px}
 th:first-child,td:first-child{text-align:left}
 .prov{color:#666;font-size:.8em}.grid{display:flex;flex-wrap:wrap;gap:12px}
 figure{margin:0}figcaption{font-size:.75em;color:#555}img{max-width:560px}

@@ -4,9 +4,11 @@ A leaderboard is built from one or more runs' long-form metrics (:mod:`ood_bench
 rows are method entries (``dlsr``, ``dlsr[mse]``, …), columns are AUROC (%) per OOD set, the
 group means (``near avg``, ``far avg``) and the overall ``avg``, the mean FPR@95 (%), and cost
 (images/s while scoring, network evaluations per image, fit seconds, peak memory, ID accuracy
-where the method classifies). With several seeds every cell is mean ± std over seeds. The best
-value of each column is bold. Every export carries its provenance (commit, versions, device,
-date, metric conventions).
+where the method classifies). With several seeds every cell is mean ± std over seeds (no
+``± 0`` for constants such as NFE). The best value of each column *among the canonical rows* is
+bold: a sub-score never takes the bold from the methods' canonical scores. Every export carries
+its provenance (commit, versions, device, date, metric conventions). The LaTeX export (display
+names, Near/Far groups, accuracy and cost apart) lives in :mod:`ood_bench.reporting.latex`.
 """
 from __future__ import annotations
 
@@ -17,53 +19,84 @@ from pathlib import Path
 
 import pandas as pd
 
+from ood_bench.data.registry import dataset_title
+from ood_bench.methods.registry import METHODS
 from ood_bench.utils import atomic
 from ood_bench.utils.errors import UserError
+from ood_bench.reporting.latex import latex_tables
 from ood_bench.reporting.metrics import CONVENTIONS
 from ood_bench.reporting.tables import MEAN_GROUP, add_mean_rows, seed_summary
 
-FORMATS = ("csv", "latex", "md")
-EXTENSIONS = {"csv": ".csv", "latex": ".tex", "md": ".md"}
+FORMATS = ("csv", "latex", "md", "json")
+EXTENSIONS = {"csv": ".csv", "latex": ".tex", "md": ".md", "json": ".json"}
+RUN_FORMATS = ("csv", "latex", "md")  # written into every run folder
 
 
 @dataclass
 class Leaderboard:
     """``mean``/``std``: index = entry, one column per leaderboard column (std NaN for one seed).
-    ``better``: column → ``"max"``, ``"min"`` or ``None`` (not ranked)."""
+    ``better``: column → ``"max"``, ``"min"`` or ``None`` (not ranked). ``kind``: column →
+    ``"set"`` (AUROC on one OOD set), ``"group"`` (AUROC mean of a group), ``"avg"`` (AUROC
+    mean of all sets), ``"fpr"`` or ``"cost"``; ``group``: AUROC column → its OOD group
+    (``near``, ``far``, ``ood`` when ungrouped). ``primary``: row → canonical score or not.
+    ``row_titles`` / ``col_titles``: display names (``DLSR (mse)``, ``Digits 5–9``)."""
 
     mean: pd.DataFrame
     std: pd.DataFrame
     better: dict[str, str | None]
     decimals: dict[str, int]
     provenance: list[str] = field(default_factory=list)
+    kind: dict[str, str] = field(default_factory=dict)
+    group: dict[str, str] = field(default_factory=dict)
+    primary: dict[str, bool] = field(default_factory=dict)
+    row_titles: dict[str, str] = field(default_factory=dict)
+    col_titles: dict[str, str] = field(default_factory=dict)
 
     @property
     def multi_seed(self) -> bool:
         return bool(self.std.notna().any().any())
 
     # ------------------------------------------------------------------ formatting
-    def _best(self, col: str) -> float | None:
+    def canonical_rows(self) -> list[str]:
+        return [r for r in self.mean.index if self.primary.get(r, True)]
+
+    def best(self, col: str) -> float | None:
+        """Best value of ``col`` among the canonical rows (None: not ranked, or fewer than two)."""
         rule = self.better.get(col)
-        vals = self.mean[col].dropna()
-        if rule is None or vals.empty or len(self.mean) < 2:
+        vals = self.mean.loc[self.canonical_rows(), col].dropna()
+        if rule is None or len(vals) < 2:
             return None
         return float(vals.max() if rule == "max" else vals.min())
+
+    def is_best(self, row: str, col: str, decimals: int | None = None) -> bool:
+        """Whether the cell shows the best value of its column (at the printed precision)."""
+        best, v = self.best(col), self.mean.at[row, col]
+        d = self.decimals.get(col, 2) if decimals is None else decimals
+        return (best is not None and self.primary.get(row, True) and pd.notna(v)
+                and round(float(v), d) == round(best, d))
+
+    def spread(self, row: str, col: str, decimals: int | None = None) -> float | None:
+        """The std over seeds when it shows at the printed precision (no ``± 0`` for constants)."""
+        s = self.std.at[row, col]
+        d = self.decimals.get(col, 2) if decimals is None else decimals
+        if pd.isna(s) or round(float(s), d) == 0:
+            return None
+        return float(s)
 
     def cells(self, bold: str, pm: str) -> pd.DataFrame:
         """Formatted strings; ``bold``/``pm`` are format templates with ``{}``."""
         out = pd.DataFrame(index=self.mean.index, columns=self.mean.columns, dtype=object)
         for col in self.mean.columns:
             d = self.decimals.get(col, 2)
-            best = self._best(col)
             for idx in self.mean.index:
-                v, s = self.mean.at[idx, col], self.std.at[idx, col]
+                v, s = self.mean.at[idx, col], self.spread(idx, col)
                 if pd.isna(v):
                     out.at[idx, col] = "–"
                     continue
                 txt = f"{v:.{d}f}"
-                if best is not None and round(v, d) == round(best, d):
+                if self.is_best(idx, col):
                     txt = bold.format(txt)
-                if pd.notna(s):
+                if s is not None:
                     txt += pm.format(f"{s:.{d}f}")
                 out.at[idx, col] = txt
         out.index.name = "method"
@@ -74,14 +107,25 @@ class Leaderboard:
         notes = "\n".join(f"<sub>{line}</sub>  " for line in self.provenance)
         return f"{table}\n\n{notes}\n" if notes else table + "\n"
 
-    def to_latex(self) -> str:
-        cells = self.cells(r"\textbf{{{}}}", r"{{\scriptsize$\pm${}}}")
-        cells.index = [_latex_escape(str(i)) for i in cells.index]
-        cells.columns = [_latex_escape(str(c)) for c in cells.columns]
-        cells = cells.rename_axis("Method").reset_index()
-        body = cells.to_latex(escape=False, index=False, column_format="l" + "r" * (len(cells.columns) - 1))
-        head = "\n".join(f"% {line}" for line in self.provenance)
-        return (head + "\n" if head else "") + "% requires \\usepackage{booktabs}\n" + body
+    def to_latex(self, sub_scores: bool = False, resize: bool = False) -> str:
+        """Paper tables: accuracy and cost apart, canonical rows unless ``sub_scores``;
+        ``resize`` wraps each in ``\\resizebox{\\textwidth}{!}{…}`` (for many OOD sets)."""
+        return latex_tables(self, sub_scores=sub_scores, resize=resize)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+    def to_dict(self) -> dict:
+        """Machine-readable: per row its display name, canonical flag and ``{column: {mean, std}}``
+        (AUROC/FPR95 in %, std None for one seed); per column its kind, group and ranking."""
+        rows = []
+        for r in self.mean.index:
+            vals = {c: {"mean": _num(self.mean.at[r, c]), "std": _num(self.std.at[r, c])} for c in self.mean.columns}
+            rows.append({"entry": r, "name": self.row_titles.get(r, r), "canonical": self.primary.get(r, True),
+                         "values": vals})
+        cols = [{"column": c, "name": self.col_titles.get(c, c), "kind": self.kind.get(c), "group": self.group.get(c),
+                 "better": self.better.get(c)} for c in self.mean.columns]
+        return {"columns": cols, "rows": rows, "provenance": self.provenance}
 
     def to_csv(self) -> str:
         frame = self.mean.copy()
@@ -94,17 +138,14 @@ class Leaderboard:
         return head + frame.to_csv(float_format="%.6g")
 
     def export(self, fmt: str) -> str:
-        return {"csv": self.to_csv, "latex": self.to_latex, "md": self.to_markdown}[fmt]()
+        return {"csv": self.to_csv, "latex": self.to_latex, "md": self.to_markdown, "json": self.to_json}[fmt]()
 
     def write_all(self, directory: Path, stem: str = "leaderboard") -> dict[str, Path]:
-        return {fmt: atomic.write_text(directory / f"{stem}{EXTENSIONS[fmt]}", self.export(fmt)) for fmt in FORMATS}
+        return {fmt: atomic.write_text(directory / f"{stem}{EXTENSIONS[fmt]}", self.export(fmt)) for fmt in RUN_FORMATS}
 
 
-def _latex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
-                 ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
-        s = s.replace(a, b)
-    return s
+def _num(v) -> float | None:
+    return None if pd.isna(v) else float(v)
 
 
 # ---------------------------------------------------------------------- building
@@ -117,34 +158,59 @@ def build_leaderboard(metrics: pd.DataFrame, provenance: list[str] | None = None
     multi_id = s["id"].nunique() > 1
     s = s.assign(row=s["entry"] + (" @ " + s["id"] if multi_id else ""))
     rows = list(dict.fromkeys(s["row"]))
+    first = s.drop_duplicates("row").set_index("row")
+    primary = {r: bool(first.at[r, "primary"]) for r in rows}
+    row_titles = {r: entry_title(first.at[r, "method"], first.at[r, "score"], primary[r])
+                  + (f" @ {dataset_title(first.at[r, 'id'])}" if multi_id else "") for r in rows}
     mean = pd.DataFrame(index=rows, dtype=float)
     std = pd.DataFrame(index=rows, dtype=float)
     better: dict[str, str | None] = {}
     decimals: dict[str, int] = {}
 
-    def put(col: str, part: pd.DataFrame, src: str, scale: float, rule: str | None, dec: int) -> None:
+    kind: dict[str, str] = {}
+    group: dict[str, str] = {}
+    titles: dict[str, str] = {}
+
+    def put(col: str, part: pd.DataFrame, src: str, scale: float, rule: str | None, dec: int,
+            what: str, title: str, grp: str | None = None) -> None:
         mean[col] = part.set_index("row")[src].reindex(rows) * scale
         std[col] = part.set_index("row")[f"{src}_std"].reindex(rows) * scale
-        better[col], decimals[col] = rule, dec
+        better[col], decimals[col], kind[col], titles[col] = rule, dec, what, title
+        if grp is not None:
+            group[col] = grp
 
     sets = s[s["group"] != MEAN_GROUP]
     means = s[s["group"] == MEAN_GROUP]
     for ood in dict.fromkeys(sets["ood"]):
-        put(ood, sets[sets["ood"] == ood], "auroc", 100, "max", 2)
+        part = sets[sets["ood"] == ood]
+        put(ood, part, "auroc", 100, "max", 2, "set", dataset_title(ood), str(part["group"].iloc[0]))
     for label in dict.fromkeys(means["ood"]):
-        col = "avg" if label == "mean" else f"{label[5:-1]} avg"  # mean(near) → near avg
-        put(col, means[means["ood"] == label], "auroc", 100, "max", 2)
+        if label == "mean":
+            put("avg", means[means["ood"] == label], "auroc", 100, "max", 2, "avg", "Avg.")
+        else:  # mean(near) → near avg
+            put(f"{label[5:-1]} avg", means[means["ood"] == label], "auroc", 100, "max", 2, "group", "Avg.", label[5:-1])
     overall = means[means["ood"] == "mean"]
-    put("FPR95 avg", overall, "fpr95", 100, "min", 2)
-    put("img/s", overall, "img_per_s", 1, "max", 1)
-    put("NFE/img", overall, "nfe", 1, None, 0)
-    put("steps", overall, "steps", 1, None, 0)
-    put("reps", overall, "reps", 1, None, 0)
-    put("fit s", overall, "fit_s", 1, None, 1)
-    put("peak MiB", overall, "peak_mem_mib", 1, None, 0)
+    put("FPR95 avg", overall, "fpr95", 100, "min", 2, "fpr", "FPR95")
+    put("img/s", overall, "img_per_s", 1, "max", 1, "cost", "img/s")
+    put("NFE/img", overall, "nfe", 1, None, 0, "cost", "NFE/img")
+    put("steps", overall, "steps", 1, None, 0, "cost", "steps")
+    put("reps", overall, "reps", 1, None, 0, "cost", "reps")
+    put("fit s", overall, "fit_s", 1, None, 1, "cost", "fit (s)")
+    put("peak MiB", overall, "peak_mem_mib", 1, None, 0, "cost", "peak MiB")
     if overall["id_acc"].notna().any():
-        put("ID acc", overall, "id_acc", 100, None, 1)
-    return Leaderboard(mean, std, better, decimals, provenance or [])
+        put("ID acc", overall, "id_acc", 100, None, 1, "cost", "ID acc. (%)")
+    return Leaderboard(mean, std, better, decimals, provenance or [], kind, group, primary, row_titles, titles)
+
+
+def method_title(method: str) -> str:
+    """Display name of a method (``DLSR``); one not registered in this process (a plugin not
+    loaded) keeps its registry name."""
+    return (METHODS.get(method).display_name or method) if method in METHODS else method
+
+
+def entry_title(method: str, score: str, primary: bool) -> str:
+    """Display name of a leaderboard entry: ``DLSR``, or ``DLSR (mse)`` for a sub-score."""
+    return method_title(method) if primary else f"{method_title(method)} ({score})"
 
 
 def provenance_lines(manifests: list[dict]) -> list[str]:
@@ -223,12 +289,28 @@ def format_per_set(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def format_comparisons(df: pd.DataFrame) -> pd.DataFrame:
+def format_p(p: float, n_resamples: int) -> str:
+    """A bootstrap p-value as text: below the resolution ``1 / n_resamples`` it is not 0 but
+    ``< 0.001`` (no resample went the other way among 1000)."""
+    if pd.isna(p):
+        return "–"
+    floor = 1 / n_resamples if n_resamples else 0.0
+    return f"< {floor:g}" if p < floor else f"{p:.3g}"
+
+
+P_VALUE_NOTE = ("p: one-sided paired bootstrap p-value (the same ID and OOD images resampled for both "
+                "methods; mid-p for ties) that 'better' beats 'worse' on this OOD set: the fraction of "
+                "{n} resamples in which it did not. Each row is one test; with many rows, some small "
+                "p-values arise by chance: compare against a threshold corrected for the number of rows "
+                "(Bonferroni: 0.05 / {rows} here) before calling a difference significant.")
+
+
+def format_comparisons(df: pd.DataFrame, n_resamples: int = 1000) -> pd.DataFrame:
     out = pd.DataFrame({
         "OOD": df["ood"], "better": df["better"], "worse": df["worse"],
         "AUROC better / worse": [f"{_pct(a)} / {_pct(b)}" for a, b in zip(df["auroc_better"], df["auroc_worse"])],
-        "p (AUROC)": ["–" if pd.isna(p) else f"{p:.3g}" for p in df["p_auroc"]],
-        "p (FPR95)": ["–" if pd.isna(p) else f"{p:.3g}" for p in df["p_fpr95"]],
+        "p (AUROC)": [format_p(p, n_resamples) for p in df["p_auroc"]],
+        "p (FPR95)": [format_p(p, n_resamples) for p in df["p_fpr95"]],
     })
     return out
 

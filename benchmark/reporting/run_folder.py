@@ -9,19 +9,21 @@
     RUN_DIR/per_set.{csv,md}           every metric per entry × OOD set, 95 % bootstrap intervals
     RUN_DIR/comparisons.{csv,md}       paired-bootstrap p-values between methods, per OOD set
     RUN_DIR/report.html                all of the above with every picture, in one file
-    RUN_DIR/plots/hist_<method>_<ood>.png, roc_<ood>.png, auroc_vs_throughput.png
+    RUN_DIR/plots/hist_<method>_<ood>.{png,pdf}, roc_<ood>.{png,pdf}, auroc_vs_throughput.{png,pdf}
     RUN_DIR/examples/<method>_<dataset>.png   (methods that draw what they do)
 
 Every file is written atomically.
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ood_bench.data.registry import dataset_title
 from ood_bench.utils import atomic
 from ood_bench.utils.atomic import write_json
 from ood_bench.utils.naming import safe_name
@@ -29,7 +31,7 @@ from ood_bench.reporting.statistics import comparisons_frame, per_set_frame
 from ood_bench.reporting.html import escape_frame, table_html, write_report
 from ood_bench.reporting.plots import auroc_vs_throughput, roc_curves, score_histogram
 from ood_bench.reporting.leaderboard import (Leaderboard, build_leaderboard, format_comparisons, format_per_set, markdown,
-                              provenance_lines)
+                                            P_VALUE_NOTE, method_title, provenance_lines)
 from ood_bench.reporting.tables import MEAN_GROUP, metrics_frame, seed_summary
 
 SCORES_FILE = "scores.csv"
@@ -65,8 +67,9 @@ def write_histograms(results, id_name: str, plots_dir: Path) -> list[Path]:
             paths.append(score_histogram(
                 r.id.batch.canonical, o.batch.canonical,
                 plots_dir / f"hist_{safe_name(r.method)}_{safe_name(o.name)}{suffix}.png",
-                title=f"{r.method}: {id_name} vs {o.name}", id_label=id_name, ood_label=o.name,
-                score_label=f"{r.method} {r.id.batch.primary}"))
+                title=f"{method_title(r.method)}: {dataset_title(id_name)} vs {dataset_title(o.name)}",
+                id_label=dataset_title(id_name), ood_label=dataset_title(o.name),
+                score_label=f"{method_title(r.method)} score ({r.id.batch.primary})"))
     return paths
 
 
@@ -78,17 +81,18 @@ def write_roc_plots(results, id_name: str, plots_dir: Path) -> list[Path]:
         if r.seed != first_seed:
             continue
         for o in r.ood:
-            per_ood.setdefault(o.name, {})[r.method] = (r.id.batch.canonical, o.batch.canonical)
-    return [roc_curves(curves, plots_dir / f"roc_{safe_name(ood)}.png", title=f"{id_name} vs {ood} (ROC, seed {first_seed})")
+            per_ood.setdefault(o.name, {})[method_title(r.method)] = (r.id.batch.canonical, o.batch.canonical)
+    return [roc_curves(curves, plots_dir / f"roc_{safe_name(ood)}.png",
+                       title=f"ROC: {dataset_title(id_name)} vs {dataset_title(ood)} (seed {first_seed})")
             for ood, curves in per_ood.items()]
 
 
 def write_cost_plot(metrics: pd.DataFrame, id_name: str, plots_dir: Path) -> Path:
     s = seed_summary(metrics)
     overall = s[(s["group"] == MEAN_GROUP) & (s["ood"] == "mean") & s["primary"]]
-    points = {r.entry: (r.img_per_s, 100 * r.auroc, 100 * r.auroc_std) for r in overall.itertuples()}
+    points = {method_title(r.method): (r.img_per_s, 100 * r.auroc, 100 * r.auroc_std) for r in overall.itertuples()}
     return auroc_vs_throughput(points, plots_dir / "auroc_vs_throughput.png",
-                               title=f"accuracy vs cost, ID {id_name}")
+                               title=f"Mean AUROC vs scoring throughput, ID {dataset_title(id_name)}")
 
 
 def write_run(run_dir: Path, results, id_name: str, manifest: dict,
@@ -114,9 +118,9 @@ def write_run(run_dir: Path, results, id_name: str, manifest: dict,
     ci_note = f"95% percentile bootstrap intervals over {n_resamples} resamples of ID and OOD images"
     files["per_set_md"] = atomic.write_text(run_dir / "per_set.md", markdown(per_set_txt, [ci_note, *prov]))
     comps = comparisons_frame(results, metrics, n_resamples)
-    comps_txt = format_comparisons(comps)
+    comps_txt = format_comparisons(comps, n_resamples)
+    p_note = P_VALUE_NOTE.format(n=n_resamples, rows=max(len(comps), 1))
     if len(comps):
-        p_note = "p: paired bootstrap (same images), one-sided, that 'better' beats 'worse'; mid-p for ties"
         files["comparisons_csv"] = atomic.write_with(run_dir / "comparisons.csv",
                                                      lambda p: comps.to_csv(p, index=False, float_format="%.6g"))
         files["comparisons_md"] = atomic.write_text(run_dir / "comparisons.md", markdown(comps_txt, [p_note]))
@@ -131,7 +135,8 @@ def write_run(run_dir: Path, results, id_name: str, manifest: dict,
     sections = [("Leaderboard (AUROC %, cost)", board_html),
                 ("Per OOD set (%, 95% bootstrap intervals)", table_html(escape_frame(per_set_txt)))]
     if len(comps):
-        sections.append(("Paired comparisons", table_html(escape_frame(comps_txt))))
+        sections.append(("Paired comparisons", table_html(escape_frame(comps_txt))
+                         + f"<p class='note'>{html.escape(p_note)}</p>"))
     sections.append(("Metric conventions", "<ul>" + "".join(
         f"<li><b>{k}</b>: {v}</li>" for k, v in manifest.get("conventions", {}).items()) + "</ul>"))
     figures = [("Accuracy vs cost", [(cost_plot, "mean AUROC over OOD sets vs scoring throughput")]),

@@ -14,7 +14,9 @@ from ood_bench.utils.errors import ConfigError
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` → ``cuda`` when available, else ``cpu``; ``cpu``; ``cuda`` / ``cuda:N``."""
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cpu``; ``cuda`` / ``cuda:N``; ``mps``
+    (Apple GPUs; never chosen by ``auto``, since not every operation the methods use has an
+    MPS kernel in every torch version)."""
     spec = (spec or "auto").lower()
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -27,13 +29,19 @@ def resolve_device(spec: str = "auto") -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
         return dev
-    raise ConfigError(f"unknown --device {spec!r}; use auto, cpu, cuda or cuda:N")
+    if spec == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("--device mps: no Apple MPS device is available here; use --device cpu or auto")
+        return torch.device("mps")
+    raise ConfigError(f"unknown --device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
 
 
 def synchronize(device: torch.device) -> None:
     """Wait for queued kernels, so wall-clock timings measure the work itself."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def autocast(device: torch.device, enabled: bool = True):

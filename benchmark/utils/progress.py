@@ -1,15 +1,16 @@
 """Progress bars and log lines (stderr), so stdout keeps only the results."""
 from __future__ import annotations
 
+import logging
 import sys
-import time
 from typing import Iterable, TypeVar
 
 from tqdm.auto import tqdm
 
+from ood_bench.utils.logs import get_logger
+
 T = TypeVar("T")
 _ENABLED = True
-_T0 = time.perf_counter()
 
 
 def set_enabled(enabled: bool) -> None:
@@ -25,5 +26,6 @@ def progress(it: Iterable[T], desc: str, total: int | None = None, unit: str = "
                 dynamic_ncols=True, disable=None if _ENABLED else True, mininterval=0.5)
 
 
-def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+def log(msg: str, level: int = logging.INFO) -> None:
+    """One log line through the ``ood_bench`` logger (:mod:`ood_bench.utils.logs`)."""
+    get_logger().log(level, msg)

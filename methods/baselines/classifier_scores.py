@@ -121,6 +121,8 @@ class EnergyConfig(ClassifierScoreConfig):
 class MSP(ClassifierScore):
     """Baseline: maximum softmax probability of DiffOOD's classifier (negated). Needs labels."""
 
+    display_name = "MSP"
+
     config_cls = MSPConfig
 
     def logits_score(self, logits: torch.Tensor) -> torch.Tensor:
@@ -130,6 +132,8 @@ class MSP(ClassifierScore):
 @register_method("energy")
 class Energy(ClassifierScore):
     """Baseline: energy score of DiffOOD's classifier (Liu et al., 2020). Needs labels."""
+
+    display_name = "Energy"
 
     config_cls = EnergyConfig
 

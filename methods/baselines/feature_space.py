@@ -74,6 +74,8 @@ class FeatureMahalanobisConfig(FeatureOptions):
 class FeatureMahalanobis(FeatureSpaceMethod):
     """Baseline: Mahalanobis distance of DLSR's multi-layer features to one Gaussian of the ID set."""
 
+    display_name = "Mahalanobis"
+
     config_cls = FeatureMahalanobisConfig
 
     def __init__(self, config, ctx) -> None:
@@ -115,6 +117,8 @@ class KNNConfig(FeatureOptions):
 @register_method("knn")
 class KNN(FeatureSpaceMethod):
     """Baseline: distance to the k-th nearest ID training vector of L2-normalised DLSR features (Sun et al., 2022)."""
+
+    display_name = "kNN"
 
     config_cls = KNNConfig
     config: KNNConfig

@@ -37,6 +37,8 @@ class PixelMahalanobisConfig(MethodConfig):
 class PixelMahalanobis(OODMethod):
     """Baseline: Mahalanobis distance of the raw pixels to a Gaussian fitted on the ID training set."""
 
+    display_name = "Pixel Mahalanobis"
+
     config_cls = PixelMahalanobisConfig
     config: PixelMahalanobisConfig
     default_batch_size = 512

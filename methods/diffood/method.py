@@ -48,6 +48,9 @@ from ood_bench.methods.unet import PixelDiffusionMethod, load_unet, train_unet, 
 class DiffOOD(PixelDiffusionMethod):
     """Guided DDIM denoising toward the predicted class; change of the classifier's view. Needs labels."""
 
+    display_name = "DiffOOD"
+    example_rows = ("original", "noised", "denoised")
+
     config_cls = DiffOODConfig
     needs_labels = True
     version = "2"

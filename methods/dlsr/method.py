@@ -31,6 +31,7 @@ Differences from the released code (``xbyym/DLSR``), on purpose:
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import torch
@@ -39,6 +40,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from ood_bench.utils import atomic
 from ood_bench.utils.device import autocast
+from ood_bench.utils.progress import log
 from ood_bench.methods.registry import register_method
 from ood_bench.data.base import ImageDataset
 from ood_bench.data.transforms import ImageTransform
@@ -52,6 +54,8 @@ from ood_bench.methods.training import TrainSpec, train
 @register_method("dlsr")
 class DLSR(OODMethod):
     """Feature-space diffusion reconstruction; unsupervised (labels are ignored)."""
+
+    display_name = "DLSR"
 
     config_cls = DLSRConfig
     needs_labels = False
@@ -69,6 +73,9 @@ class DLSR(OODMethod):
     @classmethod
     def with_budget(cls, config: DLSRConfig, steps: int | None, reps: int | None) -> DLSRConfig:
         # steps = LFDN evaluations of the reconstruction chain (t + 1); one noise draw per image
+        if reps is not None and reps != 1:  # said, not silently dropped: the budget row shows reps 1
+            log(f"dlsr ignores --reps {reps}: it scores one noise draw per image (its paper's design)",
+                logging.WARNING)
         return dataclasses.replace(config, t=steps - 1) if steps else config
 
     def budget(self) -> dict[str, float]:

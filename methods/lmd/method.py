@@ -38,6 +38,9 @@ from ood_bench.methods.unet import PixelDiffusionMethod, load_unet, train_unet
 class LMD(PixelDiffusionMethod):
     """Diffusion inpainting of checkerboard-masked images; distance to the original. Unsupervised."""
 
+    display_name = "LMD"
+    example_rows = ("original", "masked", "inpainted")
+
     config_cls = LMDConfig
     needs_labels = False
     version = "1"
