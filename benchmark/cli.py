@@ -132,10 +132,13 @@ def build_run_config(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from ood_bench.api import execute
     from ood_bench.utils import progress
+    from ood_bench.utils.distributed import is_main
 
     t_start = time.perf_counter()
     cfg = build_run_config(args)
     result = execute(cfg, command=" ".join(["ood-bench", *sys.argv[1:]]), show_progress=not args.quiet)
+    if not is_main():  # under torchrun: rank 0 wrote the run folder and reports it
+        return 0
     print(_terminal_table(result.board))
     run_dir = Path(cfg.out)
     print(f"\nwrote {run_dir}/ in {time.perf_counter() - t_start:.1f}s:")
