@@ -2,9 +2,14 @@
 global batch, and launcher environments map onto ranks and devices (CPU, gloo)."""
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -89,3 +94,46 @@ def test_ddp_training_matches_one_process_and_resumes(tmp_path):
     assert got["resumed"]["losses"] == pytest.approx(got["full"]["losses"])
     for k, v in got["full"]["model"].items():
         torch.testing.assert_close(got["resumed"]["model"][k], v)
+
+
+# Every method at toy sizes: 3 scoring batches per set (--limit 24, --batch-size 8), so the two
+# ranks get 1 and 2 batches.
+RUN = ["-m", "ood_bench", "run", "--config", "embedded", "--ood", "digits59", "noise", "--limit", "24",
+       "--train-limit", "80", "--batch-size", "8", "--bootstrap", "0", "--device", "cpu", "--quiet",
+       "--cache-dir", "cache", "--set", "dlsr.image_size=32", "dlsr.width=32", "dlsr.blocks=1", "dlsr.epochs=2",
+       "mahalanobis.image_size=32", "knn.image_size=32", "knn.k=5", "lmd.epochs=1", "lmd.steps=2", "lmd.reps=2",
+       "lmd.distances=[mse,ssim]", "lmd.score=mse", "diffood.epochs=1", "diffood.classifier_epochs=1",
+       "diffood.classifier_width=4", "diffood.stride=120", "diffood.repeats=1", "msp.classifier_width=4",
+       "msp.classifier_epochs=1", "energy.classifier_width=4", "energy.classifier_epochs=1"]
+COST_COLUMNS = ["img_per_s", "peak_mem_mib"]  # each process's own timing and memory
+
+
+def _run(args: list[str], cwd) -> None:
+    # one thread per process in both runs, so CPU float reductions run the same way
+    p = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+
+
+def test_two_process_run_scores_every_method_as_one_process(tmp_path):
+    _run([*RUN, "--out", "one"], tmp_path)  # fits and caches every model, scores on one process
+    for f in [*(tmp_path / "cache").rglob("*.npz"), *(tmp_path / "cache").rglob("*.png")]:
+        f.unlink()  # keep the models, score again: sharded this time
+    # seed 0: cached models → straight to sharded scoring; seed 1: DDP fits, rank 0 caches them
+    _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *RUN, "--seeds", "0", "1",
+          "--out", "two"], tmp_path)
+    one_scores, two_scores = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("one", "two"))
+    assert set(one_scores["method"]) == {"dlsr", "lmd", "diffood", "pixel-mahalanobis", "mahalanobis", "knn",
+                                         "msp", "energy"}
+    pd.testing.assert_frame_equal(two_scores[two_scores["seed"] == 0].reset_index(drop=True), one_scores)
+    one_metrics, two_metrics = (pd.read_csv(tmp_path / d / "metrics.csv") for d in ("one", "two"))
+    pd.testing.assert_frame_equal(
+        two_metrics[two_metrics["seed"] == 0].reset_index(drop=True).drop(columns=COST_COLUMNS),
+        one_metrics.drop(columns=COST_COLUMNS))
+    seed1 = two_scores[two_scores["seed"] == 1]
+    assert len(seed1) == len(one_scores) and seed1["score"].notna().all()
+    man = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert man["distributed"]["world_size"] == 2 and man["distributed"]["backend"] == "gloo"
+    assert not man["timings"]["dlsr/seed1"]["fit_cached"] and man["timings"]["dlsr/seed0"]["fit_cached"]
+    assert len(list((tmp_path / "cache" / "dlsr").glob("*/model/fit.json"))) == 2
+    assert not list((tmp_path / "cache").rglob("*.tmp")) and not list((tmp_path / "cache").rglob("*_state.pt"))
