@@ -17,10 +17,10 @@ from ood_bench.utils import distributed as dist
 
 def shard_bounds(n: int, batch_size: int, world: int) -> list[tuple[int, int]]:
     """``[start, stop)`` image ranges of every rank: whole batches of ``batch_size``, the batch
-    count split as evenly as possible (a rank may get none when there are fewer batches than
-    ranks). Every boundary is a multiple of ``batch_size`` (or ``n``), whatever ``world`` is."""
+    count split as evenly as possible (when there are fewer batches than ranks, the last ranks get
+    none). Every boundary is a multiple of ``batch_size`` (or ``n``), whatever ``world`` is."""
     batches = -(-n // batch_size)
-    cuts = [r * batches // world for r in range(world + 1)]
+    cuts = [-(-r * batches // world) for r in range(world + 1)]  # ceil: rank 0 always has batch 0
     return [(min(a * batch_size, n), min(b * batch_size, n)) for a, b in zip(cuts, cuts[1:])]
 
 
