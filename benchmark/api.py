@@ -30,6 +30,7 @@ from ood_bench.data.base import ImageDataset
 from ood_bench.data.registry import DataContext
 from ood_bench.data.registry import load_dataset as _load_dataset
 from ood_bench.engine.cache import Cache
+from ood_bench.engine.distributed import describe as describe_distributed
 from ood_bench.engine.config import RunConfig, apply_mapping, build_dataclass, find_preset, load_yaml
 from ood_bench.engine.manifest import finish_manifest, now_iso, start_manifest
 from ood_bench.engine.runner import DEFAULT_BATCH, Runner, display_name, prepare, seed_everything
@@ -42,6 +43,7 @@ from ood_bench.reporting.run_folder import MANIFEST_FILE, scores_frame, write_ru
 from ood_bench.reporting.tables import metrics_frame
 from ood_bench.results import MethodResult
 from ood_bench.utils import progress as _progress
+from ood_bench.utils import distributed as dist
 from ood_bench.utils.atomic import write_json
 from ood_bench.utils.device import resolve_device
 
@@ -126,13 +128,18 @@ def execute(cfg: RunConfig, command: str, show_progress: bool = True) -> RunResu
     """Validate ``cfg``, run it, and (when ``cfg.out`` is set) write its run folder.
 
     The run folder's manifest says ``running`` while the run goes on and ``failed`` /
-    ``interrupted`` if it stops early; finished models and scores stay cached either way."""
+    ``interrupted`` if it stops early; finished models and scores stay cached either way.
+
+    Under ``torchrun`` / ``srun`` every rank calls this and gets the same results (scores are
+    gathered on all ranks; timings are each rank's own); only rank 0 writes the run folder."""
     _progress.set_enabled(show_progress)
     t0 = time.perf_counter()
     load_plugins(cfg.plugins)
     prep = prepare(cfg)
     manifest = {**start_manifest(cfg, prep, command), "conventions": CONVENTIONS}
-    run_dir = Path(cfg.out) if cfg.out else None
+    if dist.active():
+        manifest["distributed"] = describe_distributed()
+    run_dir = Path(cfg.out) if cfg.out and dist.is_main() else None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / MANIFEST_FILE, manifest)

@@ -170,10 +170,13 @@ def build_run_config(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from ood_bench.api import execute
     from ood_bench.utils import progress
+    from ood_bench.utils.distributed import is_main
 
     t_start = time.perf_counter()
     cfg = build_run_config(args)
     result = execute(cfg, command=" ".join(["ood-bench", *sys.argv[1:]]), show_progress=not args.quiet)
+    if not is_main():  # under torchrun: rank 0 wrote the run folder and reports it
+        return 0
     run_dir = Path(cfg.out)
     progress.set_enabled(True)
     if args.json:

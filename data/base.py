@@ -78,6 +78,11 @@ class ImageDataset(torch.utils.data.Dataset):
             self._fingerprint = hashlib.sha1(blob.encode()).hexdigest()[:16]
         return self._fingerprint
 
+    def batch_origin(self) -> tuple[str, int]:
+        """``(fingerprint, offset)`` that scoring derives per-batch random draws from: item ``i``
+        here is item ``offset + i`` of the set with that fingerprint (a shard seeds as its set)."""
+        return self.fingerprint(), 0
+
     def describe(self) -> str:
         lab = f"{self.num_classes} classes" if self.has_labels else "unlabelled"
         return f"{self.name} [{self.split}] {len(self)} images, {lab}"
@@ -190,3 +195,36 @@ class LimitedDataset(ImageDataset):
 
     def identity(self) -> dict[str, Any]:
         return {"limit": self.n, "seed": self.seed, "strategy": self.strategy, "base": self.base.fingerprint()}
+
+
+class ShardDataset(ImageDataset):
+    """Items ``[start, stop)`` of another dataset: one rank's part of a set in sharded scoring.
+    Ids are the parent's, and :meth:`batch_origin` the parent's shifted by ``start``, so a batch
+    draws the random numbers it draws when the whole set is scored."""
+
+    def __init__(self, base: ImageDataset, start: int, stop: int) -> None:
+        if not 0 <= start <= stop <= len(base):
+            raise ValueError(f"shard [{start}, {stop}) outside a set of {len(base)}")
+        super().__init__(base.name, base.split, base.num_classes)
+        self.base = base
+        self.start = start
+        self.stop = stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def load_image(self, i: int) -> Image.Image:
+        return self.base.load_image(self.start + i)
+
+    def label(self, i: int) -> int:
+        return self.base.label(self.start + i)
+
+    def item_id(self, i: int) -> str:
+        return self.base.item_id(self.start + i)
+
+    def identity(self) -> dict[str, Any]:
+        return {"shard": [self.start, self.stop], "base": self.base.fingerprint()}
+
+    def batch_origin(self) -> tuple[str, int]:
+        fp, offset = self.base.batch_origin()
+        return fp, offset + self.start

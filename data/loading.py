@@ -6,7 +6,7 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ood_bench.data.base import ArrayDataset, ImageDataset, LimitedDataset
+from ood_bench.data.base import ArrayDataset, ImageDataset, LimitedDataset, ShardDataset
 
 
 class TransformedDataset(Dataset):
@@ -25,7 +25,7 @@ class TransformedDataset(Dataset):
 
 
 def _in_memory(ds: ImageDataset) -> bool:
-    while isinstance(ds, LimitedDataset):
+    while isinstance(ds, (LimitedDataset, ShardDataset)):
         ds = ds.base
     return isinstance(ds, ArrayDataset)
 

@@ -200,11 +200,11 @@ class OODMethod(abc.ABC):
         """
         loader = make_loader(data, self.transform, self.ctx.batch_size, self.ctx.workers,
                              pin_memory=self.device.type == "cuda")
-        fp = data.fingerprint()
+        fp, offset = data.batch_origin()  # a shard draws as the whole set does
         parts: dict[str, list[np.ndarray]] = {}
         preds: list[np.ndarray] = []
         for x, _, idx in progress(loader, desc or f"{self.name} scoring {data.name}", unit="batch"):
-            gen = self.batch_generator(fp, int(idx[0]))
+            gen = self.batch_generator(fp, offset + int(idx[0]))
             with torch.no_grad():
                 out = self.score_batch(x.to(self.device, non_blocking=True), gen)
             for k, v in out.scores.items():

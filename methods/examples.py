@@ -64,7 +64,8 @@ class ExampleRows:
     def score(self, data, desc: str | None = None):
         self._first_batch = None
         out = super().score(data, desc)
-        self._examples = {data.fingerprint(): self._first_batch}
+        fp, offset = data.batch_origin()  # a shard at offset 0 has its set's first batch
+        self._examples = {fp: self._first_batch} if offset == 0 else {}
         return out
 
     def save_examples(self, data, path: Path) -> bool:

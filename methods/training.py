@@ -6,6 +6,15 @@ It owns what is the same everywhere: shuffling in-memory tensors into batches, t
 interrupted run resumes from. What differs — the loss — comes in as ``loss_fn``.
 
 Randomness is derived from (seed, epoch), so a resumed training equals an uninterrupted one.
+
+Under ``torchrun`` (a process group of W > 1 ranks, :mod:`ood_bench.utils.distributed`) the
+model is wrapped in ``DistributedDataParallel``: every rank draws the same seeded permutation,
+takes its slice of each global batch of ``batch_size`` (so the global batch, step count and lr
+schedule are those of one process), and weights its loss so that DDP's gradient average is the
+gradient of the global batch mean. What differs from one process: ``loss_fn``'s own draws
+(noise, timesteps, flips) come from a per-rank generator, and BatchNorm statistics are per
+rank on CPU (converted to ``SyncBatchNorm`` on CUDA). Rank 0 alone writes checkpoints; every
+rank resumes from them.
 """
 from __future__ import annotations
 
@@ -18,8 +27,10 @@ from typing import Callable
 import torch
 from diffusers.training_utils import EMAModel
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ood_bench.utils import atomic
+from ood_bench.utils import distributed as dist
 from ood_bench.utils.device import autocast
 from ood_bench.utils.progress import log, progress
 
@@ -107,8 +118,13 @@ def train(
     else:
         drop_last = spec.drop_last
     total = steps_per_epoch * spec.epochs
+    world, rank = dist.world_size(), dist.rank()
+    if world > 1 and min(n, spec.batch_size) < world:
+        raise ValueError(f"{desc}: a global batch of {min(n, spec.batch_size)} cannot be split over {world} ranks")
 
     model.to(device).train()
+    if world > 1 and device.type == "cuda":  # BatchNorm over the global batch, as one process
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     opt = _make_optimizer(model, spec)
     ema = EMAModel(model.parameters(), decay=spec.ema_decay) if spec.ema_decay else None
     first_state: dict[str, torch.Tensor] | None = None
@@ -123,6 +139,10 @@ def train(
             ema.load_state_dict(state["ema"])
         first_state, losses, start_epoch = state["first"], state["losses"], state["epoch"]
         log(f"{desc}: resuming from epoch {start_epoch} ({ckpt})")
+    # the network loss_fn calls: DDP averages gradients over ranks in backward (and broadcasts
+    # rank 0's weights once, which equal everyone's after the same init or checkpoint)
+    net = model if world == 1 else DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def save_checkpoint(epoch: int) -> None:
         state = {"model": model.state_dict(), "opt": opt.state_dict(),
@@ -133,36 +153,40 @@ def train(
     bar = progress(range(start_epoch, spec.epochs), desc, unit="epoch")
     for epoch in bar:
         g_cpu = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        g_dev = torch.Generator(device=device).manual_seed(seed * 100_003 + epoch)
+        g_dev = torch.Generator(device=device).manual_seed(seed * 100_003 + epoch + rank * 2**40)
         perm = torch.randperm(n, generator=g_cpu)
         total_loss, count = 0.0, 0
         for b in range(steps_per_epoch):
             idx = perm[b * spec.batch_size:(b + 1) * spec.batch_size]
             if drop_last and len(idx) < spec.batch_size:
                 break
-            batch = tuple(t[idx].to(device, non_blocking=True) for t in tensors)
+            mine = idx.tensor_split(world)[rank] if world > 1 else idx
+            batch = tuple(t[mine].to(device, non_blocking=True) for t in tensors)
             step = epoch * steps_per_epoch + b
             for group in opt.param_groups:
                 group["lr"] = spec.lr * _lr_factor(step, total, spec)
             with autocast(device):
-                loss = loss_fn(model, batch, g_dev)
+                loss = loss_fn(net, batch, g_dev)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            # DDP averages over ranks; weighting by slice size makes that the global batch mean
+            (loss * (len(mine) * world / len(idx)) if world > 1 else loss).backward()
             if spec.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
             opt.step()
             if ema is not None:
                 ema.step(model.parameters())
-            total_loss += float(loss.detach()) * len(idx)
-            count += len(idx)
+            total_loss += float(loss.detach()) * len(mine)
+            count += len(mine)
+        if world > 1:  # the epoch's mean loss over the global batches
+            total_loss, count = dist.all_reduce_sum([total_loss, count], device)
         losses.append(total_loss / max(count, 1))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if epoch == 0 and spec.keep_first_epoch:
             first_state = {k: v.detach().cpu().clone() for k, v in _ema_weights(model, ema).state_dict().items()}
         done = epoch + 1
-        if ckpt is not None and (done % spec.checkpoint_every == 0) and done < spec.epochs:
+        if ckpt is not None and dist.is_main() and (done % spec.checkpoint_every == 0) and done < spec.epochs:
             save_checkpoint(done)
     final = _ema_weights(model, ema)
-    if ckpt is not None and ckpt.exists():
+    if ckpt is not None and dist.is_main() and ckpt.exists():
         ckpt.unlink()  # training finished; the method saves its own final state
     return TrainResult(final, first_state, losses)

@@ -4,9 +4,15 @@ For each seed and method: fit on the ID training split (or load the cached model
 test split **once**, score every OOD set, all through the method contract of
 :class:`ood_bench.methods.base.OODMethod`. The runner never looks at a method's name. Everything is
 validated — methods, options, datasets, label needs — before any work starts.
+
+Under ``torchrun``/``srun`` every rank runs this same loop in step: each fits (data-parallel, see
+:mod:`ood_bench.methods.training`) or loads the model, scores its shard of every set
+(:mod:`ood_bench.engine.sharding`) and receives the gathered scores; only rank 0 writes the
+cache (and takes the fit lock), while the other ranks follow rank 0's decisions.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +22,14 @@ import numpy as np
 
 from ood_bench.results import DatasetScores, MethodResult
 from ood_bench.utils import atomic
+from ood_bench.utils import distributed as dist
 from ood_bench.utils.atomic import write_json
 from ood_bench.utils.naming import safe_name
 from ood_bench.engine.cache import Cache, digest
 from ood_bench.engine.config import RunConfig, build_dataclass
-from ood_bench.utils.device import PeakMemory, resolve_device, synchronize
+from ood_bench.engine.distributed import setup as setup_device
+from ood_bench.engine.sharding import score_sharded
+from ood_bench.utils.device import PeakMemory, synchronize
 from ood_bench.utils.errors import ConfigError
 from ood_bench.utils.locking import file_lock
 from ood_bench.utils.progress import log
@@ -82,7 +91,7 @@ def prepare_methods(cfg: RunConfig) -> PreparedRun:
     for flag, v in (("--limit", cfg.limit), ("--train-limit", cfg.train_limit)):
         if v is not None and v <= 0:
             raise ConfigError(f"{flag} must be a positive number")
-    device = resolve_device(cfg.device)
+    device = setup_device(cfg.device)  # joins the process group under torchrun / srun
     methods: dict[str, tuple[type[OODMethod], MethodConfig]] = {}
     for name in cfg.methods:
         key = METHODS.canonical(name)
@@ -160,14 +169,17 @@ class Runner:
 
     def _fit(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict]:
         # Runs sharing the cache fit each model once: the first takes the lock and trains, the
-        # others wait, then find the model cached and load it.
-        with file_lock(self.cache.fit_lock(key, fit_key),
-                       on_wait=lambda: log(f"{key}: another process is fitting this model; waiting for it")):
+        # others wait, then find the model cached and load it. Within one torchrun job only rank
+        # 0 takes it: the others train with rank 0 (DDP), so they must not wait on its lock.
+        lock = (file_lock(self.cache.fit_lock(key, fit_key),
+                          on_wait=lambda: log(f"{key}: another process is fitting this model; waiting for it"))
+                if dist.is_main() else contextlib.nullcontext())
+        with lock:
             return self._fit_locked(method, key, fit_key)
 
     def _fit_locked(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict]:
         model_dir = self.cache.model_dir(key, fit_key)
-        if self.cache.has_model(key, fit_key):
+        if dist.broadcast(self.cache.has_model(key, fit_key) if dist.is_main() else None):
             meta = self.cache.fit_meta(key, fit_key)
             method.load(model_dir)
             log(f"{key}: loaded cached model {model_dir} (fitted in {meta['seconds']:.1f}s)")
@@ -180,17 +192,33 @@ class Runner:
             synchronize(method.device)
             seconds = time.perf_counter() - t0
         report = method.fit_report()
-        with atomic.atomic_dir(model_dir) as tmp:
-            method.save(tmp)
-            write_json(tmp / "fit.json", {"seconds": seconds, "peak_mem_mib": mem.peak_mib,
-                                           "report": report, "device": method.device.type})
-        log(f"{key}: fitted in {seconds:.1f}s; model cached in {model_dir}")
-        return seconds, mem.peak_mib, False, report
+        if dist.is_main():
+            with atomic.atomic_dir(model_dir) as tmp:
+                method.save(tmp)
+                write_json(tmp / "fit.json", {"seconds": seconds, "peak_mem_mib": mem.peak_mib,
+                                               "report": report, "device": method.device.type})
+            log(f"{key}: fitted in {seconds:.1f}s; model cached in {model_dir}")
+        dist.barrier()
+        if dist.is_main():
+            return seconds, mem.peak_mib, False, report
+        return self._load_rank0_model(method, key, fit_key)
+
+    def _load_rank0_model(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict]:
+        """Other ranks score with the model rank 0 saved, so every rank holds the very same
+        weights and buffers (BatchNorm statistics are per rank in CPU training)."""
+        model_dir = self.cache.model_dir(key, fit_key)
+        if not (model_dir / "fit.json").is_file():
+            raise RuntimeError(f"rank {dist.rank()} cannot see the model rank 0 saved in {model_dir}: "
+                               f"put --cache-dir on a filesystem every node shares")
+        meta = self.cache.fit_meta(key, fit_key)
+        method.load(model_dir)
+        return meta["seconds"], meta["peak_mem_mib"], False, meta["report"]
 
     def _score(self, method: OODMethod, key: str, fit_key: str, base: dict, ds: ImageDataset,
                role: str, group: str, name: str) -> DatasetScores:
         score_key = digest({**base, "data": ds.fingerprint()})
-        cached = self.cache.load_scores(key, fit_key, score_key)
+        # rank 0 decides for all ranks (a file appearing between two ranks' looks would split them)
+        cached = dist.broadcast(self.cache.load_scores(key, fit_key, score_key) if dist.is_main() else None)
         if cached is not None:
             log(f"{key}: cached scores for {name} ({len(cached.batch)} images)")
             out = DatasetScores(name, role, group, ds, cached.batch, cached.seconds, cached.peak_mem_mib, True)
@@ -198,24 +226,26 @@ class Runner:
             with PeakMemory(method.device) as mem:
                 synchronize(method.device)
                 t0 = time.perf_counter()
-                batch = method.score(ds, desc=f"{key} scoring {name}")
+                batch = score_sharded(method, ds, desc=f"{key} scoring {name}")
                 synchronize(method.device)
-                seconds = time.perf_counter() - t0
+                seconds = time.perf_counter() - t0  # with shards: until every rank has every score
+            peak = max(dist.all_gather(mem.peak_mib))
             if len(batch) != len(ds):
                 raise RuntimeError(f"{key} returned {len(batch)} scores for {len(ds)} images of {name}")
             for sub, v in batch.scores.items():
                 if not np.isfinite(v).all():
                     raise RuntimeError(f"{key} produced non-finite {sub} scores on {name}")
-            self.cache.save_scores(key, fit_key, score_key, batch, seconds, mem.peak_mib)
+            if dist.is_main():
+                self.cache.save_scores(key, fit_key, score_key, batch, seconds, peak)
             log(f"{key}: scored {name}: {len(ds)} images in {seconds:.1f}s ({len(ds) / seconds:.1f} img/s)")
-            out = DatasetScores(name, role, group, ds, batch, seconds, mem.peak_mib, False)
+            out = DatasetScores(name, role, group, ds, batch, seconds, peak, False)
         out.example = self._example(method, key, fit_key, score_key, ds, name)
         return out
 
     def _example(self, method: OODMethod, key: str, fit_key: str, score_key: str,
                  ds: ImageDataset, name: str) -> Path | None:
         """The method's picture for this dataset (cached beside the scores), if it has one."""
-        if self.examples_dir is None:
+        if self.examples_dir is None or not dist.is_main():
             return None
         cached = self.cache.scores_path(key, fit_key, score_key).with_suffix(".grid2.png")  # 2: row labels
         if not (self.cache.enabled and cached.is_file()):
