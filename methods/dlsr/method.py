@@ -55,7 +55,7 @@ class DLSR(OODMethod):
 
     config_cls = DLSRConfig
     needs_labels = False
-    version = "1"
+    version = "2"  # 2: tf_efficientnet_b4 with the paper net's static padding
     config: DLSRConfig
 
     def __init__(self, config: DLSRConfig, ctx) -> None:
