@@ -95,8 +95,9 @@ def resolve_weights_file(arch: str, weights: str) -> Path | None:
     path = torch_hub_checkpoints() / spec.weights_file
     if not path.is_file():
         raise MissingWeightsError(
-            f"{arch} weights {spec.weights_file} not found in {path.parent}; download {spec.url} "
-            f"into that folder, pass weights=<file>, or use the offline default tf_efficientnet_lite0"
+            f"{arch} weights {spec.weights_file} not found in {path.parent}: run `ood-bench fetch` (or "
+            f"`run --download`), or download {spec.url} into that folder by hand, pass weights=<file>, "
+            f"or use the offline default tf_efficientnet_lite0"
         )
     return path
 

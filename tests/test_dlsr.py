@@ -41,7 +41,7 @@ def test_offline_lite0_weights_are_real_imagenet_weights():
 
 def test_missing_paper_weights_offline_name_file_and_folder(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(MissingWeightsError, match=r"efficientnet-b4-6ed6700e\.pth not found in .*checkpoints; download"):
+    with pytest.raises(MissingWeightsError, match=r"efficientnet-b4-6ed6700e\.pth not found in .*checkpoints: run `ood-bench fetch`"):
         create_backbone("tf_efficientnet_b4")
 
 
