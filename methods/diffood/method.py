@@ -9,7 +9,8 @@ lr 0.1, momentum 0.9 Nesterov, wd 5e-4, cosine, crop + flip; it sees every image
 ``classifier_size`` = 32 px, its design resolution, whatever the diffusion model's size) and a
 class-conditional ``UNet2DModel`` with ``num_class_embeds = K + 1`` (index K = null class; labels dropped to null
 with probability 0.1), linear betas 1e-4..0.02 over 1000 steps, ε-prediction, AdamW, warmup,
-clipping, EMA. Either can be loaded instead, by folder or Hugging Face repo id (``classifier_path``, ``unet``).
+clipping at 1, EMA — the released code's 5000 epochs and ε-loss summed over C×H×W by default
+(``epochs``, ``loss_reduction``). Either can be loaded instead, by folder or Hugging Face repo id (``classifier_path``, ``unet``).
 
 Score, per image ``x`` in ``[0, 1]`` (:mod:`ood_bench.methods.diffood.guidance`):
 

@@ -27,6 +27,11 @@ Differences from the released code (``xbyym/DLSR``), on purpose:
   per model and subtracts ``first − final`` (we share the noise, and orient the score so that
   higher = more OOD, as for every score here);
 - its LFDN applies SiLU to the input before the first Linear (see :mod:`ood_bench.methods.dlsr.lfdn`).
+
+The same as the released code, and tested: the B4 backbone (``efficientnet_pytorch``'s static
+padding, :func:`ood_bench.methods.backbones.static_same_padding`) and its five tapped blocks.
+A trained LFDN pair is saved as diffusers folders ``lfdn/`` and ``lfdn_first/``;
+``lfdn=<folder or hub repo id>`` loads them instead of training.
 """
 from __future__ import annotations
 
