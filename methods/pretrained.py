@@ -45,8 +45,8 @@ def pretrained_folder(ref: str, what: str, patterns: tuple[str, ...] = MODEL_FIL
         return Path(snapshot_download(ref, allow_patterns=list(patterns)))
     except Exception as e:  # offline, unknown repo, gated repo: all the user's to fix
         raise MissingWeightsError(
-            f"cannot download {what} https://huggingface.co/{ref} ({type(e).__name__}); with internet run "
-            f"`huggingface-cli download {ref} --local-dir DIR` and pass the folder DIR instead") from None
+            f"{what} {ref}: no such folder, and cannot download https://huggingface.co/{ref} ({type(e).__name__}); "
+            f"with internet run `huggingface-cli download {ref} --local-dir DIR` and pass the folder DIR instead") from None
 
 
 def model_subfolder(folder: Path, subfolder: str) -> Path:
