@@ -4,6 +4,7 @@
     ood-bench run --config configs/embedded.yaml --set dlsr.score=mse
     ood-bench list [--options [--config PRESET]]
     ood-bench leaderboard RUN_DIR [RUN_DIR ...] --format csv|latex|md|json [--out FILE]
+    ood-bench fetch --config cifar10 [--dry-run]
 
 Every command takes ``-q/--quiet`` (warnings only, no progress bars), ``-v`` (debug lines) and
 ``--log-file FILE``; log lines go to stderr through :mod:`logging`, results to stdout. Output
@@ -63,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="random seed (default 0)")
     r.add_argument("--seeds", type=int, nargs="+", help="several seeds: every table shows mean ± std")
     r.add_argument("--data-root", help="folder holding the standard datasets (default ~/data)")
-    r.add_argument("--download", action="store_true", default=None, help="let torchvision download missing sets")
+    r.add_argument("--download", action="store_true", default=None,
+                   help="download missing weights and datasets first (as `ood-bench fetch`)")
     r.add_argument("--batch-size", type=int, help="images per scoring batch (default: per method)")
     r.add_argument("--workers", type=int, help="DataLoader workers for sets read from disk (default 2)")
     r.add_argument("--limit", type=int, help="score N images of the ID test set and of every OOD set (quick looks): "
@@ -86,9 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("speed", parents=common, help="time the scoring of methods at their configured sizes (untrained weights)",
                         description="Builds each method's networks at the configured sizes with untrained weights and "
                                     "times scoring on random images; see benchmark/speed.py.")
-    sp.add_argument("--config", help="YAML file or preset (default: embedded)")
-    sp.add_argument("--method", "--methods", dest="methods", nargs="+", metavar="M")
-    sp.add_argument("--set", dest="sets", nargs="+", default=[], metavar="M.OPT=V")
+    _preset_flags(sp)
     sp.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     sp.add_argument("--images", type=int, default=8, help="images to time (default 8)")
     sp.add_argument("--batch-size", type=int, help="images per batch (default: per method)")
@@ -109,7 +109,38 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("--sub-scores", action="store_true",
                     help="latex: also the methods' other sub-scores (default: canonical scores only)")
     lb.add_argument("--resizebox", action="store_true", help="latex: wrap each table in \\resizebox{\\textwidth}{!}")
+
+    f = sub.add_parser("fetch", parents=common, help="download the weights and datasets a preset needs and you lack",
+                       description="Checksummed downloads with progress into the torch hub cache and --data-root "
+                                   "(see benchmark/engine/fetch.py for the table of sources).")
+    _preset_flags(f)
+    f.add_argument("--data-root", help="folder for the datasets (default ~/data)")
+    f.add_argument("--dry-run", action="store_true", help="only list what is missing and where it would go")
+    f.set_defaults(device=None)
+    _plugin_flag(f)
     return p
+
+
+def _preset_flags(p: argparse.ArgumentParser) -> None:
+    """``--config``, ``--method``, ``--set``: what :func:`preset_config` reads (besides ``--device``)."""
+    p.add_argument("--config", help="YAML file or preset (default: embedded)")
+    p.add_argument("--method", "--methods", dest="methods", nargs="+", metavar="M")
+    p.add_argument("--set", dest="sets", nargs="+", default=[], metavar="M.OPT=V")
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from ood_bench.engine.fetch import fetch_missing, format_plan, plan
+    from ood_bench.plugins import load_plugins
+
+    _, cfg = preset_config(args)
+    load_plugins(cfg.plugins)
+    if args.data_root:
+        cfg.data_root = args.data_root
+    if args.dry_run:
+        print(format_plan(plan(cfg)))
+    else:
+        print(f"fetched {len(fetch_missing(cfg))} item(s); everything {Path(args.config or DEFAULT_PRESET).stem} needs is in place")
+    return 0
 
 
 def _plugin_flag(p: argparse.ArgumentParser) -> None:
@@ -330,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logs.configure(level, args.log_file)
     try:
-        commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "speed": cmd_speed}
+        commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "speed": cmd_speed,
+                    "fetch": cmd_fetch}
         rc = commands[args.command](args)
         sys.stdout.flush()
         return rc

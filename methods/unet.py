@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from ood_bench.utils.errors import ConfigError, MissingWeightsError
+from ood_bench.utils.errors import ConfigError
 from ood_bench.utils.progress import log
 from ood_bench.data.transforms import ImageTransform
 from ood_bench.methods.base import MethodConfig, OODMethod, fit_option
 from ood_bench.methods.examples import ExampleRows
+from ood_bench.methods.pretrained import load_pretrained_model, load_pretrained_scheduler
 from ood_bench.methods.training import TrainResult, TrainSpec, train
 
 
@@ -47,18 +48,13 @@ def build_unet(image_size: int, channels: int, base_channels: int, channel_mult:
     )
 
 
-def load_unet(path: str, image_size: int, channels: int) -> UNet2DModel:
-    """A pretrained diffusers ``UNet2DModel`` from a local folder (``config.json`` + weights),
-    or its ``unet/`` subfolder (a saved pipeline, e.g. a snapshot of google/ddpm-cifar10-32)."""
-    folder = Path(path).expanduser()
-    if (folder / "unet" / "config.json").is_file():
-        folder = folder / "unet"
-    if not (folder / "config.json").is_file():
-        raise MissingWeightsError(f"no diffusers UNet in {folder} (expected config.json and the weights there); "
-                                  f"save one with UNet2DModel.save_pretrained(folder)")
-    unet = UNet2DModel.from_pretrained(folder, low_cpu_mem_usage=False)  # no accelerate needed
+def load_unet(ref: str, image_size: int, channels: int) -> UNet2DModel:
+    """A pretrained diffusers ``UNet2DModel``: a local folder (``config.json`` + weights, or a
+    saved pipeline with ``unet/``) or a Hugging Face repo id such as ``google/ddpm-cifar10-32``
+    (see :mod:`ood_bench.methods.pretrained`)."""
+    unet = load_pretrained_model(UNet2DModel, ref, "unet", "UNet")
     if unet.config.sample_size not in (image_size, None) or unet.config.in_channels != channels:
-        raise ConfigError(f"UNet in {folder} is for {unet.config.in_channels}×{unet.config.sample_size}² images, "
+        raise ConfigError(f"UNet {ref} is for {unet.config.in_channels}×{unet.config.sample_size}² images, "
                           f"but the method is configured for {channels}×{image_size}²; set image_size/channels to match")
     return unet
 
@@ -69,14 +65,24 @@ def ddpm_scheduler(timesteps: int = 1000, beta_start: float = 1e-4, beta_end: fl
                          beta_end=beta_end, prediction_type="epsilon", clip_sample=False)
 
 
+LOSS_REDUCTIONS = ("mean", "sum")
+
+
 def epsilon_loss(unet: UNet2DModel, x0: torch.Tensor, alphas_cumprod: torch.Tensor, g: torch.Generator,
-                 class_labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Simple DDPM loss: ``‖ε − ε_θ(√ᾱ_t x0 + √(1−ᾱ_t) ε, t)‖²`` with ``t ~ U{0..T−1}`` (mean)."""
+                 class_labels: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    """Simple DDPM loss: ``‖ε − ε_θ(√ᾱ_t x0 + √(1−ᾱ_t) ε, t)‖²`` with ``t ~ U{0..T−1}``.
+
+    ``reduction="mean"`` averages over batch and C×H×W (Ho et al.; LMD's ``reduce_mean=True``);
+    ``"sum"`` sums over C×H×W and averages over the batch (DiffOOD's released code): the same
+    minimiser, a loss 3·H·W times larger — under gradient clipping at 1 the clip is then almost
+    always active, i.e. training takes normalised-gradient steps."""
     t = torch.randint(0, len(alphas_cumprod), (len(x0),), device=x0.device, generator=g)
     eps = torch.randn(x0.shape, device=x0.device, generator=g)
     a = alphas_cumprod[t].view(-1, 1, 1, 1)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
     pred = unet(xt, t, class_labels=class_labels).sample
+    if reduction == "sum":
+        return (pred.float() - eps).pow(2).flatten(1).sum(1).mean()
     return torch.nn.functional.mse_loss(pred.float(), eps)
 
 
@@ -98,7 +104,9 @@ class PixelDiffusionConfig(MethodConfig):
 
     image_size: int = fit_option(32, "side the images are resized to")
     channels: int = fit_option(3, "image channels (grayscale is repeated to 3, as the papers)")
-    unet_path: str = fit_option("", "a pretrained diffusers UNet2DModel folder to use instead of training")
+    unet: str = fit_option("", "a pretrained diffusers UNet instead of training: a folder (save_pretrained / a saved "
+                                "pipeline) or a Hugging Face repo id, e.g. google/ddpm-cifar10-32; its scheduler "
+                                "config, when present, replaces the schedule options")
     base_channels: int = fit_option(128, "UNet width of the first level")
     channel_mult: tuple[int, ...] = fit_option((1, 2, 2, 2), "UNet width multipliers per level")
     layers_per_block: int = fit_option(2, "residual blocks per level")
@@ -113,12 +121,18 @@ class PixelDiffusionConfig(MethodConfig):
     train_batch_size: int = fit_option(128, "UNet training batch size")
     warmup_steps: int = fit_option(5000, "linear lr warmup steps")
     grad_clip: float = fit_option(1.0, "gradient-norm clip")
+    loss_reduction: str = fit_option("mean", "ε-loss over C×H×W: mean (Ho et al., LMD) | sum (DiffOOD's released code)")
     ema_decay: float = fit_option(0.9999, "EMA decay (EMA weights are used at test time)")
     hflip: bool = fit_option(True, "random horizontal flips in training (papers: CIFAR yes; MNIST, KMNIST, SVHN no)")
     checkpoint_every: int = fit_option(10, "epochs between resumable training checkpoints")
 
     def scheduler(self) -> DDPMScheduler:
         return ddpm_scheduler(self.diffusion_steps, self.beta_start, self.beta_end)
+
+    def check_pixel_options(self) -> None:
+        """Raise ``ValueError`` for options of this class that cannot work together."""
+        if self.loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {self.loss_reduction!r}")
 
 
 def unet_from_config(c: PixelDiffusionConfig, num_class_embeds: int | None = None) -> UNet2DModel:
@@ -144,7 +158,7 @@ def train_unet(c: PixelDiffusionConfig, images: torch.Tensor, device: torch.devi
         if labels is not None:
             drop = torch.rand(len(x0), device=x0.device, generator=g) < label_dropout
             y = torch.where(drop, torch.full_like(batch[1], num_classes), batch[1])
-        return epsilon_loss(model, x0, alphas, g, class_labels=y)
+        return epsilon_loss(model, x0, alphas, g, class_labels=y, reduction=c.loss_reduction)
 
     n_params = sum(p.numel() for p in unet.parameters())
     log(f"{desc}: training a {n_params / 1e6:.2f} M-parameter UNet on {len(images)} images, {c.epochs} epochs")
@@ -157,7 +171,7 @@ def train_unet(c: PixelDiffusionConfig, images: torch.Tensor, device: torch.devi
 
 class PixelDiffusionMethod(ExampleRows, OODMethod):
     """Base of the methods built on a pixel-space UNet (LMD, DiffOOD): image transform,
-    noise schedule and the UNet, trained with :func:`train_unet` or loaded from ``unet_path``."""
+    noise schedule and the UNet, trained with :func:`train_unet` or loaded by name (``unet``)."""
 
     config: PixelDiffusionConfig
     default_batch_size = 32
@@ -173,3 +187,27 @@ class PixelDiffusionMethod(ExampleRows, OODMethod):
 
     def build_untrained(self, num_classes: int) -> None:
         self.unet = unet_from_config(self.config).to(self.device).eval()
+
+    def load_pretrained_unet(self) -> UNet2DModel:
+        """The UNet named by ``config.unet`` (on CPU); its saved noise schedule, if any, becomes
+        ``self.scheduler`` (it must have ``diffusion_steps`` steps, which the samplers assume)."""
+        c = self.config
+        unet = load_unet(c.unet, c.image_size, c.channels)
+        sched = load_pretrained_scheduler(c.unet)
+        if sched is not None:
+            if sched.config.num_train_timesteps != c.diffusion_steps:
+                raise ConfigError(f"UNet {c.unet} comes with a {sched.config.num_train_timesteps}-step schedule; "
+                                  f"set diffusion_steps={sched.config.num_train_timesteps}")
+            self.scheduler = sched
+        self.log(f"using the pretrained UNet {c.unet} (no training)")
+        return unet
+
+    def save_diffusion(self, directory: Path) -> None:
+        """The UNet and its noise schedule as diffusers folders ``unet/``, ``scheduler/`` (reusable as ``unet``)."""
+        self.unet.save_pretrained(directory / "unet")
+        self.scheduler.save_pretrained(directory / "scheduler")
+
+    def load_diffusion(self, directory: Path) -> None:
+        self.unet = UNet2DModel.from_pretrained(directory / "unet", low_cpu_mem_usage=False).to(self.device).eval()
+        if (directory / "scheduler").is_dir():
+            self.scheduler = DDPMScheduler.from_pretrained(directory / "scheduler")

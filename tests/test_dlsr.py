@@ -41,7 +41,7 @@ def test_offline_lite0_weights_are_real_imagenet_weights():
 
 def test_missing_paper_weights_offline_name_file_and_folder(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(MissingWeightsError, match=r"efficientnet-b4-6ed6700e\.pth not found in .*checkpoints; download"):
+    with pytest.raises(MissingWeightsError, match=r"efficientnet-b4-6ed6700e\.pth not found in .*checkpoints: run `ood-bench fetch`"):
         create_backbone("tf_efficientnet_b4")
 
 
@@ -58,9 +58,9 @@ def test_standardize_and_layerwise_cosine():
 
 
 def test_lfdn_starts_as_zero_predictor_and_has_paper_size():
-    m = LFDN(720, width=1440, blocks=16)
+    m = LFDN(720, width=1440, num_blocks=16)
     assert 85e6 < sum(p.numel() for p in m.parameters()) < 89e6  # paper: ≈ 87 M
-    small = LFDN(12, width=16, blocks=2)
+    small = LFDN(12, width=16, num_blocks=2)
     out = small(torch.randn(5, 12), torch.tensor([0, 1, 2, 3, 4]))
     assert out.shape == (5, 12) and torch.count_nonzero(out) == 0  # zero-initialised output layer
 

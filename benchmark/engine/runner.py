@@ -92,6 +92,10 @@ def prepare_methods(cfg: RunConfig) -> PreparedRun:
         if v is not None and v <= 0:
             raise ConfigError(f"{flag} must be a positive number")
     device = setup_device(cfg.device)  # joins the process group under torchrun / srun
+    if cfg.download:  # weights and data first, so the preflight checks below find them
+        from ood_bench.engine.fetch import fetch_missing
+
+        fetch_missing(cfg, log=log)
     methods: dict[str, tuple[type[OODMethod], MethodConfig]] = {}
     for name in cfg.methods:
         key = METHODS.canonical(name)

@@ -22,10 +22,10 @@ from ood_bench.data.base import ImageDataset
 from ood_bench.data.loading import materialize
 from ood_bench.data.transforms import ImageTransform
 from ood_bench.methods.base import BatchOutput, OODMethod, fit_option, score_option
-from ood_bench.methods.diffood.classifier import Classifier, fit_classifier, new_classifier
+from ood_bench.methods.diffood.classifier import Classifier, classifier_file, fit_classifier, new_classifier
 from ood_bench.methods.diffood.config import ClassifierOptions
 from ood_bench.methods.registry import register_method
-from ood_bench.utils.errors import ConfigError, MissingWeightsError
+from ood_bench.utils.errors import ConfigError
 
 
 @dataclass
@@ -64,8 +64,8 @@ class ClassifierScore(OODMethod):
 
     @classmethod
     def preflight(cls, config: ClassifierScoreConfig) -> None:
-        if config.classifier_path and not Path(config.classifier_path).expanduser().is_file():
-            raise MissingWeightsError(f"classifier checkpoint {config.classifier_path} does not exist")
+        if config.classifier_path:
+            classifier_file(config.classifier_path)
 
     def transform(self, img) -> torch.Tensor:
         return self._transform(img)

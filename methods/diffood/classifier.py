@@ -22,6 +22,8 @@ from timm.models.resnet import BasicBlock
 from torch import nn
 
 from ood_bench.methods.backbones import load_by_order
+from ood_bench.methods.pretrained import pretrained_folder
+from ood_bench.utils.errors import MissingWeightsError
 from ood_bench.methods.training import TrainSpec, train
 from ood_bench.methods.unet import random_hflip
 
@@ -95,6 +97,31 @@ def random_crop(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
     return xp.gather(3, cols)
 
 
+CHECKPOINT_PATTERNS = ("*.pt", "*.pth", "*.ckpt")
+
+
+def classifier_file(ref: str) -> Path:
+    """The checkpoint named by ``classifier_path``: a file; or, in a folder or Hugging Face repo
+    id, ``classifier.pt`` (what :func:`save_classifier` writes) or the folder's only checkpoint."""
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return path
+    folder = pretrained_folder(ref, "classifier", CHECKPOINT_PATTERNS)
+    if (folder / "classifier.pt").is_file():
+        return folder / "classifier.pt"
+    found = sorted(f for pat in CHECKPOINT_PATTERNS for f in folder.glob(pat))
+    if len(found) != 1:
+        raise MissingWeightsError(f"classifier {ref}: expected classifier.pt or exactly one .pt/.pth/.ckpt file in "
+                                  f"{folder}, found {len(found)}; pass the checkpoint file itself")
+    return found[0]
+
+
+def save_classifier(clf: Classifier, folder: Path) -> None:
+    """``folder/classifier.pt``: the state dict (network + normalisation), reusable as ``classifier_path``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(clf.state_dict(), folder / "classifier.pt")
+
+
 def new_classifier(c: ClassifierOptions, num_classes: int) -> Classifier:
     """An untrained :class:`Classifier` at the configured width and input size."""
     return Classifier(num_classes, c.channels, c.classifier_width, c.classifier_size)
@@ -110,7 +137,7 @@ def fit_classifier(c: ClassifierOptions, x: torch.Tensor, y: torch.Tensor, num_c
     xf = x.float() / 255
     clf.set_normalization(xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
     if c.classifier_path:
-        state = torch.load(Path(c.classifier_path).expanduser(), map_location="cpu", weights_only=False)
+        state = torch.load(classifier_file(c.classifier_path), map_location="cpu", weights_only=False)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
         if any(k.startswith("net.") for k in state):
             clf.load_state_dict(state)

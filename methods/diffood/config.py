@@ -16,7 +16,8 @@ class ClassifierOptions(MethodConfig):
     Shared with the MSP and energy baselines, so they score with the same network and recipe.
     """
 
-    classifier_path: str = fit_option("", "a trained classifier checkpoint (ours or OpenOOD's ResNet18_32x32) instead of training")
+    classifier_path: str = fit_option("", "a trained classifier instead of training (ours or OpenOOD's ResNet18_32x32): "
+                                          "a checkpoint file, or a folder / Hugging Face repo id holding classifier.pt")
     classifier_width: int = fit_option(64, "ResNet-18 stem/first-stage width")
     classifier_size: int = fit_option(32, "side the classifier sees: images are resized (bilinear) to it, "
                                           "the ResNet-18 32x32's design resolution (0 = the image size)")
@@ -39,13 +40,18 @@ class DiffOODConfig(PixelDiffusionConfig, ClassifierOptions):
     repeats: int = score_option(4, "noise draws r per image (shared across timesteps)")
     stride: int = score_option(20, "DDIM stride (t = 240, stride 20 → 12 guided steps)")
     guidance: float = score_option(3.0, "classifier-free guidance scale s: eps_u + s (eps_c - eps_u)")
-    # class-conditional UNet: the rest of PixelDiffusionConfig (flips apply to the classifier too)
+    # class-conditional UNet: the rest of PixelDiffusionConfig (flips apply to the classifier too),
+    # with the released code's training length and loss (luping-liu/DiffOOD, ddim_cifar10_cond.yml)
+    epochs: int = fit_option(5000, "UNet training epochs (released code: 5000; the papers' DDPMs ~500)")
+    loss_reduction: str = fit_option("sum", "ε-loss over C×H×W: sum (released code; with grad_clip 1 the clip is "
+                                            "almost always active) | mean (Ho et al.)")
     label_dropout: float = fit_option(0.1, "probability of training with the null class")
 
     def score_names(self) -> list[str]:
         return [f"{s}@{t}" for t in self.timesteps for s in self.spaces]
 
     def __post_init__(self) -> None:
+        self.check_pixel_options()
         bad = [s for s in self.spaces if s not in SPACES]
         if bad or not self.spaces:
             raise ValueError(f"spaces must be among {SPACES}")

@@ -9,7 +9,8 @@ lr 0.1, momentum 0.9 Nesterov, wd 5e-4, cosine, crop + flip; it sees every image
 ``classifier_size`` = 32 px, its design resolution, whatever the diffusion model's size) and a
 class-conditional ``UNet2DModel`` with ``num_class_embeds = K + 1`` (index K = null class; labels dropped to null
 with probability 0.1), linear betas 1e-4..0.02 over 1000 steps, ε-prediction, AdamW, warmup,
-clipping, EMA. Either can be loaded instead (``classifier_path``, ``unet_path``).
+clipping at 1, EMA — the released code's 5000 epochs and ε-loss summed over C×H×W by default
+(``epochs``, ``loss_reduction``). Either can be loaded instead, by folder or Hugging Face repo id (``classifier_path``, ``unet``).
 
 Score, per image ``x`` in ``[0, 1]`` (:mod:`ood_bench.methods.diffood.guidance`):
 
@@ -33,12 +34,13 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DModel
 
-from ood_bench.utils.errors import ConfigError, MissingWeightsError
+from ood_bench.utils.errors import ConfigError
 from ood_bench.methods.registry import register_method
 from ood_bench.data.base import ImageDataset
 from ood_bench.data.loading import materialize
 from ood_bench.methods.base import BatchOutput
-from ood_bench.methods.diffood.classifier import Classifier, fit_classifier, new_classifier
+from ood_bench.methods.diffood.classifier import (Classifier, classifier_file, fit_classifier, new_classifier,
+                                                  save_classifier)
 from ood_bench.methods.diffood.config import DiffOODConfig
 from ood_bench.methods.diffood.guidance import ddim_timesteps, guided_denoise
 from ood_bench.methods.unet import PixelDiffusionMethod, load_unet, train_unet, unet_from_config
@@ -53,7 +55,7 @@ class DiffOOD(PixelDiffusionMethod):
 
     config_cls = DiffOODConfig
     needs_labels = True
-    version = "2"
+    version = "3"  # 3: released-code training defaults (5000 epochs, summed loss)
     config: DiffOODConfig
 
     def __init__(self, config: DiffOODConfig, ctx) -> None:
@@ -79,10 +81,10 @@ class DiffOOD(PixelDiffusionMethod):
 
     @classmethod
     def preflight(cls, config: DiffOODConfig) -> None:
-        if config.classifier_path and not Path(config.classifier_path).expanduser().is_file():
-            raise MissingWeightsError(f"classifier checkpoint {config.classifier_path} does not exist")
-        if config.unet_path:
-            load_unet(config.unet_path, config.image_size, config.channels)
+        if config.classifier_path:
+            classifier_file(config.classifier_path)
+        if config.unet:
+            load_unet(config.unet, config.image_size, config.channels)
 
     # ------------------------------------------------------------------ fit
     def fit(self, train_set: ImageDataset) -> None:
@@ -111,10 +113,10 @@ class DiffOOD(PixelDiffusionMethod):
 
     def _fit_unet(self, x: torch.Tensor, y: torch.Tensor) -> UNet2DModel:
         c = self.config
-        if c.unet_path:
-            unet = load_unet(c.unet_path, c.image_size, c.channels)
+        if c.unet:
+            unet = self.load_pretrained_unet()
             if unet.config.num_class_embeds != self.num_classes + 1:
-                raise ConfigError(f"UNet in {c.unet_path} has {unet.config.num_class_embeds} class embeddings; "
+                raise ConfigError(f"UNet {c.unet} has {unet.config.num_class_embeds} class embeddings; "
                                   f"diffood needs {self.num_classes + 1} (classes + null)")
             return unet.to(self.device).eval()
         res = train_unet(c, x, self.device, self.ctx.seed, self.ctx.work_dir, desc="diffood UNet",
@@ -155,8 +157,8 @@ class DiffOOD(PixelDiffusionMethod):
 
     # ------------------------------------------------------------------ state, cost
     def save(self, directory: Path) -> None:
-        torch.save(self.classifier.state_dict(), directory / "classifier.pt")
-        self.unet.save_pretrained(directory / "unet")
+        save_classifier(self.classifier, directory)  # classifier.pt: reusable as classifier_path=<directory>
+        self.save_diffusion(directory)
         (directory / "diffood.json").write_text(json.dumps({"num_classes": self.num_classes, "report": self.report}))
 
     def load(self, directory: Path) -> None:
@@ -165,7 +167,7 @@ class DiffOOD(PixelDiffusionMethod):
         self.classifier = self._new_classifier()
         self.classifier.load_state_dict(torch.load(directory / "classifier.pt", map_location="cpu", weights_only=True))
         self.classifier = self.classifier.to(self.device).eval()
-        self.unet = UNet2DModel.from_pretrained(directory / "unet", low_cpu_mem_usage=False).to(self.device).eval()
+        self.load_diffusion(directory)
 
     def cost(self) -> dict[str, float]:
         c = self.config

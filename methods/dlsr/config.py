@@ -14,6 +14,9 @@ class DLSRConfig(FeatureOptions):
     score: str = score_option("mfsim", "canonical score: mfsim (paper headline) | mse | lr")
     # the feature extractor: FeatureOptions (backbone, weights, layers, image_size)
     # LFDN and its diffusion schedule
+    lfdn: str = fit_option("", "a trained LFDN instead of training: a folder or Hugging Face repo id with lfdn/ "
+                               "(final EMA model) and lfdn_first/ (first-epoch model, for the LR score), "
+                               "as DLSR's cache writes them (save_pretrained)")
     width: int = fit_option(1440, "LFDN hidden width")
     blocks: int = fit_option(16, "LFDN residual blocks")
     timesteps: int = fit_option(100, "diffusion steps T")

@@ -7,10 +7,16 @@ The time embedding uses diffusers' sinusoidal ``Timesteps`` (``width`` dims) +
 as in the reference code. Deviation: the reference applies a SiLU to the input vector before
 the input Linear; we follow the paper's description (Linear only), since SiLU would squash the
 negative half of standardised features.
+
+The network is a diffusers ``ModelMixin``/``ConfigMixin``: ``save_pretrained(folder)`` writes
+``config.json`` + weights, and ``LFDN.from_pretrained(folder)`` (or ``dlsr.lfdn=<folder or
+Hugging Face repo id>``) rebuilds it, so a trained LFDN can be published and reused.
 """
 from __future__ import annotations
 
 import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
@@ -42,17 +48,18 @@ class ResBlock(nn.Module):
         return x + h
 
 
-class LFDN(nn.Module):
+class LFDN(ModelMixin, ConfigMixin):
     """MLP diffusion model over ``dim``-dimensional features (paper: width 1440, 16 blocks, ≈ 87 M
     parameters for dim 720). Unconditional; predicts ``x0``."""
 
-    def __init__(self, dim: int, width: int = 1440, blocks: int = 16) -> None:
+    @register_to_config
+    def __init__(self, dim: int, width: int = 1440, num_blocks: int = 16) -> None:
         super().__init__()
-        self.dim, self.width, self.n_blocks = dim, width, blocks
+        self.dim, self.width, self.n_blocks = dim, width, num_blocks
         self.time_proj = Timesteps(width, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embed = TimestepEmbedding(width, dim)
         self.inp = nn.Linear(dim, width)
-        self.blocks = nn.ModuleList(ResBlock(width, dim) for _ in range(blocks))
+        self.blocks = nn.ModuleList(ResBlock(width, dim) for _ in range(num_blocks))
         self.out = nn.Sequential(nn.GroupNorm(1, width), nn.SiLU(), zero_linear(width, dim))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

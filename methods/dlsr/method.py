@@ -27,10 +27,16 @@ Differences from the released code (``xbyym/DLSR``), on purpose:
   per model and subtracts ``first − final`` (we share the noise, and orient the score so that
   higher = more OOD, as for every score here);
 - its LFDN applies SiLU to the input before the first Linear (see :mod:`ood_bench.methods.dlsr.lfdn`).
+
+The same as the released code, and tested: the B4 backbone (``efficientnet_pytorch``'s static
+padding, :func:`ood_bench.methods.backbones.static_same_padding`) and its five tapped blocks.
+A trained LFDN pair is saved as diffusers folders ``lfdn/`` and ``lfdn_first/``;
+``lfdn=<folder or hub repo id>`` loads them instead of training.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -48,6 +54,8 @@ from ood_bench.methods.base import BatchOutput, OODMethod
 from ood_bench.methods.dlsr.config import DLSRConfig
 from ood_bench.methods.features import MultiLayerFeatures, build_features, extract_features, layerwise_cosine
 from ood_bench.methods.dlsr.lfdn import LFDN
+from ood_bench.methods.pretrained import load_pretrained_model, pretrained_folder
+from ood_bench.utils.errors import ConfigError
 from ood_bench.methods.training import TrainSpec, train
 
 
@@ -59,7 +67,7 @@ class DLSR(OODMethod):
 
     config_cls = DLSRConfig
     needs_labels = False
-    version = "1"
+    version = "2"  # 2: tf_efficientnet_b4 with the paper net's static padding
     config: DLSRConfig
 
     def __init__(self, config: DLSRConfig, ctx) -> None:
@@ -84,6 +92,22 @@ class DLSR(OODMethod):
     @classmethod
     def preflight(cls, config: DLSRConfig) -> None:
         config.check_weights()
+        if config.lfdn:
+            cls.pretrained_lfdn(config)
+
+    @staticmethod
+    def pretrained_lfdn(c: DLSRConfig) -> tuple[LFDN, LFDN | None]:
+        """The final and first-epoch LFDNs named by ``c.lfdn`` (the first is ``None`` when absent,
+        allowed only without the LR score)."""
+        final = load_pretrained_model(LFDN, c.lfdn, "lfdn", "LFDN")
+        folder = pretrained_folder(c.lfdn, "LFDN")
+        first = None
+        if (folder / "lfdn_first" / "config.json").is_file():
+            first = LFDN.from_pretrained(folder / "lfdn_first", low_cpu_mem_usage=False)
+        elif c.lr_score:
+            raise ConfigError(f"LFDN {c.lfdn} has no lfdn_first/ (the first-epoch model the LR score needs); "
+                              f"set dlsr.lr_score=false or add it")
+        return final, first
 
     # ------------------------------------------------------------------ pieces
     def noise_scheduler(self) -> DDPMScheduler:
@@ -112,6 +136,9 @@ class DLSR(OODMethod):
     # ------------------------------------------------------------------ contract
     def fit(self, train_set: ImageDataset) -> None:
         c = self.config
+        if c.lfdn:
+            self._use_pretrained()
+            return
         work = self.ctx.work_dir
         cache = work / "train_features.pt" if work is not None else None
         if cache is not None and cache.is_file():
@@ -146,6 +173,16 @@ class DLSR(OODMethod):
         if cache is not None:
             cache.unlink(missing_ok=True)
 
+    def _use_pretrained(self) -> None:
+        feats = self._ensure_features()
+        final, first = self.pretrained_lfdn(self.config)
+        if final.config.dim != feats.dim:
+            raise ConfigError(f"LFDN {self.config.lfdn} is for {final.config.dim}-d features, but backbone "
+                              f"{self.config.backbone} gives {feats.dim}; use the backbone it was trained on")
+        self.model = final.to(self.device).eval()
+        self.first_model = first.to(self.device).eval() if first is not None else None
+        self.log(f"using the pretrained LFDN {self.config.lfdn} (no training)")
+
     def build_untrained(self, num_classes: int) -> None:
         c = self.config
         feats = self._ensure_features()
@@ -172,27 +209,30 @@ class DLSR(OODMethod):
             z0 = self.features(x).float()
         eps = torch.randn(z0.shape, device=z0.device, generator=generator)
         scores = self._errors(z0, self.reconstruct(self.model, z0, eps))
-        if self.config.lr_score:
+        if self.config.lr_score:  # preflight guarantees a first-epoch model then
             first = self._errors(z0, self.reconstruct(self.first_model, z0, eps))
             base = self.config.lr_base
             scores["lr"] = scores[base] - first[base]
         return BatchOutput(scores)
 
     def save(self, directory: Path) -> None:
-        torch.save({"final": self.model.state_dict(), "first": self.first_model.state_dict(),
-                    "dim": self.features.dim, "losses": self.losses}, directory / "lfdn.pt")
+        # diffusers folders, reusable (and publishable) as dlsr.lfdn=<directory>
+        self.model.save_pretrained(directory / "lfdn")
+        if self.first_model is not None:
+            self.first_model.save_pretrained(directory / "lfdn_first")
+        (directory / "dlsr.json").write_text(json.dumps({"losses": self.losses}))
 
     def load(self, directory: Path) -> None:
         c = self.config
-        state = torch.load(directory / "lfdn.pt", map_location=self.device, weights_only=False)
         feats = self._ensure_features()
-        if feats.dim != state["dim"]:
-            raise RuntimeError(f"cached LFDN has dim {state['dim']} but the backbone gives {feats.dim}")
-        self.model = LFDN(feats.dim, c.width, c.blocks).to(self.device).eval()
-        self.model.load_state_dict(state["final"])
-        self.first_model = LFDN(feats.dim, c.width, c.blocks).to(self.device).eval()
-        self.first_model.load_state_dict(state["first"])
-        self.losses = state["losses"]
+        self.model = LFDN.from_pretrained(directory / "lfdn", low_cpu_mem_usage=False).to(self.device).eval()
+        if self.model.config.dim != feats.dim:
+            raise RuntimeError(f"cached LFDN has dim {self.model.config.dim} but the backbone gives {feats.dim}")
+        self.first_model = None
+        if (directory / "lfdn_first").is_dir():
+            self.first_model = LFDN.from_pretrained(directory / "lfdn_first", low_cpu_mem_usage=False)
+            self.first_model = self.first_model.to(self.device).eval()
+        self.losses = json.loads((directory / "dlsr.json").read_text())["losses"]
 
     def cost(self) -> dict[str, float]:
         lfdn = (self.config.t + 1) * (2 if self.config.lr_score else 1)

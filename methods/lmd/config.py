@@ -24,6 +24,7 @@ class LMDConfig(PixelDiffusionConfig):
     feature_size: int = score_option(224, "input side for the `features` distance's backbone")
 
     def __post_init__(self) -> None:
+        self.check_pixel_options()
         bad = [d for d in self.distances if d not in DISTANCES]
         if bad or not self.distances:
             raise ValueError(f"distances must be among {DISTANCES}, got {list(self.distances)}")

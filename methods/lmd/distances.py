@@ -36,8 +36,8 @@ def check_lpips_weights() -> Path:
     path = torch_hub_checkpoints() / ALEXNET_FILE
     if not path.is_file():
         raise MissingWeightsError(
-            f"LPIPS needs torchvision's AlexNet weights {ALEXNET_FILE} in {path.parent}; download "
-            f"{ALEXNET_URL} there (or run once with internet), or use an offline distance: "
+            f"LPIPS needs torchvision's AlexNet weights {ALEXNET_FILE} in {path.parent}: run `ood-bench fetch` "
+            f"(or `run --download`), or download {ALEXNET_URL} there by hand, or use an offline distance: "
             f"--set lmd.distances=[mse,ssim,features] lmd.score=features"
         )
     return path
