@@ -7,6 +7,7 @@ validated — methods, options, datasets, label needs — before any work starts
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,16 +19,18 @@ from ood_bench.results import DatasetScores, MethodResult
 from ood_bench.utils import atomic
 from ood_bench.utils.atomic import write_json
 from ood_bench.utils.naming import safe_name
-from ood_bench.engine.cache import Cache, digest
-from ood_bench.engine.config import RunConfig, build_dataclass
+from ood_bench.engine.cache import Cache, InvalidArtefact, digest
+from ood_bench.engine.manifest import machine_info
+from ood_bench.engine.config import RunConfig, build_dataclass, check_run_bounds
 from ood_bench.utils.device import PeakMemory, resolve_device, synchronize
-from ood_bench.utils.errors import ConfigError
+from ood_bench.utils.errors import ConfigError, NonFiniteScoresError
 from ood_bench.utils.locking import file_lock
 from ood_bench.utils.progress import log
 from ood_bench.methods.registry import METHODS
 from ood_bench.data import DataContext, ImageDataset, load_dataset
 from ood_bench.data.registry import looks_like_path
 from ood_bench.methods.base import MethodConfig, OODMethod, RunContext, ScoreBatch
+from ood_bench.methods.training import resumed_seconds
 
 DEFAULT_BATCH = 128
 
@@ -79,9 +82,7 @@ def prepare_methods(cfg: RunConfig) -> PreparedRun:
     passed); datasets are not loaded (see :func:`prepare`)."""
     if not cfg.methods:
         raise ConfigError("no method given; use --method NAME (see `ood-bench list`)")
-    for flag, v in (("--limit", cfg.limit), ("--train-limit", cfg.train_limit)):
-        if v is not None and v <= 0:
-            raise ConfigError(f"{flag} must be a positive number")
+    check_run_bounds(cfg)
     device = resolve_device(cfg.device)
     methods: dict[str, tuple[type[OODMethod], MethodConfig]] = {}
     for name in cfg.methods:
@@ -168,24 +169,51 @@ class Runner:
     def _fit_locked(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict]:
         model_dir = self.cache.model_dir(key, fit_key)
         if self.cache.has_model(key, fit_key):
-            meta = self.cache.fit_meta(key, fit_key)
-            method.load(model_dir)
-            log(f"{key}: loaded cached model {model_dir} (fitted in {meta['seconds']:.1f}s)")
-            return meta["seconds"], meta.get("peak_mem_mib", float("nan")), True, meta.get("report", {})
+            loaded = self._load_cached(method, key, fit_key)
+            if loaded is not None:
+                return loaded
+        work = method.ctx.work_dir
+        if not self.cache.enabled and work is not None:
+            shutil.rmtree(work, ignore_errors=True)  # --no-cache: no finished parts either
+            work.mkdir(parents=True)
         log(f"{key}: fitting on {self.prep.id_train.describe()}")
         seed_everything(method.ctx.seed, key)
         with PeakMemory(method.device) as mem:
             t0 = time.perf_counter()
             method.fit(self.prep.id_train)
             synchronize(method.device)
-            seconds = time.perf_counter() - t0
+            # earlier, interrupted segments of this fit count too (their checkpoints were reused)
+            seconds = time.perf_counter() - t0 + resumed_seconds(work)
         report = method.fit_report()
         with atomic.atomic_dir(model_dir) as tmp:
             method.save(tmp)
-            write_json(tmp / "fit.json", {"seconds": seconds, "peak_mem_mib": mem.peak_mib,
-                                           "report": report, "device": method.device.type})
+            write_json(tmp / "fit.json", {"seconds": seconds, "peak_mem_mib": mem.peak_mib, "report": report,
+                                           "device": method.device.type, "machine": machine_info(method.device)})
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)  # checkpoints of a cached model are dead weight
         log(f"{key}: fitted in {seconds:.1f}s; model cached in {model_dir}")
         return seconds, mem.peak_mib, False, report
+
+    def _load_cached(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict] | None:
+        """The cached model loaded into ``method``, or ``None`` after moving a damaged one aside."""
+        model_dir = self.cache.model_dir(key, fit_key)
+        try:
+            meta = self.cache.validate_model(key, fit_key)
+            method.load(model_dir)
+        except Exception as e:  # InvalidArtefact, or a file the method itself cannot use
+            self.cache.quarantine(model_dir, str(e) if isinstance(e, InvalidArtefact) else type(e).__name__)
+            return None
+        here = machine_info(method.device)["fingerprint"]
+        there = (meta.get("machine") or {}).get("fingerprint")
+        if there != here:
+            # reused on purpose (a GPU-trained model scored on a laptop is the point of a cache),
+            # but said: the scores may differ in their last digits from a fit on this machine
+            m = meta.get("machine") or {}
+            log(f"warning: {key}: the cached model was trained on another machine type "
+                f"({m.get('device', '?')}, {m.get('cpu', 'unknown CPU')}, {m.get('isa', '?')}, "
+                f"{m.get('accelerator') or 'no GPU'}); its scores can differ from a fit here; --no-cache refits")
+        log(f"{key}: loaded cached model {model_dir} (fitted in {meta['seconds']:.1f}s)")
+        return meta["seconds"], meta.get("peak_mem_mib", float("nan")), True, meta.get("report", {})
 
     def _score(self, method: OODMethod, key: str, fit_key: str, base: dict, ds: ImageDataset,
                role: str, group: str, name: str) -> DatasetScores:
@@ -205,7 +233,10 @@ class Runner:
                 raise RuntimeError(f"{key} returned {len(batch)} scores for {len(ds)} images of {name}")
             for sub, v in batch.scores.items():
                 if not np.isfinite(v).all():
-                    raise RuntimeError(f"{key} produced non-finite {sub} scores on {name}")
+                    bad = int((~np.isfinite(v)).sum())
+                    raise NonFiniteScoresError(
+                        f"{key} produced {bad} non-finite {sub} scores on {name}; nothing was cached. The "
+                        f"model or images are degenerate: check the images, or refit with --no-cache")
             self.cache.save_scores(key, fit_key, score_key, batch, seconds, mem.peak_mib)
             log(f"{key}: scored {name}: {len(ds)} images in {seconds:.1f}s ({len(ds) / seconds:.1f} img/s)")
             out = DatasetScores(name, role, group, ds, batch, seconds, mem.peak_mib, False)
