@@ -104,3 +104,22 @@ def test_diffood_saves_its_classifier_before_the_unet_trains(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         m.fit(load_dataset("digits04", "train").take(40))
     assert (tmp_path / "classifier_state.done.pt").is_file()
+
+
+def test_classifier_normalisation_does_not_depend_on_the_thread_count():
+    from ood_bench.methods.diffood.classifier import fit_classifier
+    from ood_bench.methods.diffood.config import DiffOODConfig
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (625, 1, 32, 32), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 5, (625,), generator=g)
+    c = DiffOODConfig(image_size=32, channels=1, classifier_width=4, classifier_epochs=1, classifier_batch_size=625)
+    before, means = torch.get_num_threads(), []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            clf, _ = fit_classifier(c, x, y, 5, CPU, 0, None, lambda s: None)
+        finally:
+            torch.set_num_threads(before)
+        means.append(clf.mean.clone())
+    assert torch.equal(means[0], means[1])

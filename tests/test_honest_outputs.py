@@ -136,3 +136,16 @@ def test_a_truncated_jpeg_is_caught_up_front_and_skippable(tmp_path):
     with pytest.warns(UserWarning, match="skipping unreadable image"):
         ds = FolderDataset(tmp_path, skip_unreadable=True)
     assert ds.item_ids() == ["0.jpg", "2.jpg"]
+
+
+def test_non_finite_scores_and_diverged_training_are_one_line_and_cache_nothing(tmp_path, capsys):
+    rc, err = _err(capsys, [*RUN, "--limit", "10", "--out", "r", "--cache-dir", "c", "--set", "test-mean.shift=.nan"])
+    assert rc == 2 and err[-1].startswith("error: test-mean produced 10 non-finite dist scores on digits")
+    assert not list((tmp_path / "c").rglob("*.npz"))
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["status"] == "failed"
+    rc, err = _err(capsys, ["run", "--method", "msp", "--id", "digits04", "--ood", "noise", "--limit", "10",
+                            "--train-limit", "40", "--bootstrap", "0", "--quiet", "--cache-dir", "c", "--out", "m",
+                            "--set", "msp.classifier_width=4", "msp.classifier_epochs=2", "msp.image_size=8",
+                            "msp.channels=1", "msp.classifier_size=8", "msp.classifier_lr=1e30"])
+    assert rc == 2 and "training loss became" in err[-1] and "nothing was cached" in err[-1] and err[-1].startswith("error: ")
+    assert not list((tmp_path / "c").rglob("fit.json"))

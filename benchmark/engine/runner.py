@@ -30,7 +30,7 @@ from ood_bench.methods.registry import METHODS
 from ood_bench.data import DataContext, ImageDataset, load_dataset
 from ood_bench.data.registry import looks_like_path
 from ood_bench.methods.base import MethodConfig, OODMethod, RunContext, ScoreBatch
-from ood_bench.methods.training import resumed_seconds
+from ood_bench.methods.training import fixed_threads, resumed_seconds
 
 DEFAULT_BATCH = 128
 
@@ -180,7 +180,10 @@ class Runner:
         seed_everything(method.ctx.seed, key)
         with PeakMemory(method.device) as mem:
             t0 = time.perf_counter()
-            method.fit(self.prep.id_train)
+            # the whole fit, not only the training loops, at fixed threads: statistics computed
+            # before training (e.g. the classifier's input normalisation) are reductions too
+            with fixed_threads(method.device):
+                method.fit(self.prep.id_train)
             synchronize(method.device)
             # earlier, interrupted segments of this fit count too (their checkpoints were reused)
             seconds = time.perf_counter() - t0 + resumed_seconds(work)

@@ -22,7 +22,7 @@ from timm.models.resnet import BasicBlock
 from torch import nn
 
 from ood_bench.methods.backbones import load_by_order
-from ood_bench.methods.training import TrainSpec, seed_network, train
+from ood_bench.methods.training import TrainSpec, fixed_threads, seed_network, train
 from ood_bench.methods.unet import random_hflip
 
 if TYPE_CHECKING:
@@ -109,7 +109,8 @@ def fit_classifier(c: ClassifierOptions, x: torch.Tensor, y: torch.Tensor, num_c
     seed_network(seed, "classifier")
     clf = new_classifier(c, num_classes)
     xf = x.float() / 255
-    clf.set_normalization(xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
+    with fixed_threads(torch.device("cpu")):  # a reduction: its last bits depend on the thread count
+        clf.set_normalization(xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
     if c.classifier_path:
         state = torch.load(Path(c.classifier_path).expanduser(), map_location="cpu", weights_only=False)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
