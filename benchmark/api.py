@@ -39,7 +39,8 @@ from ood_bench.methods.registry import METHODS
 from ood_bench.plugins import load_plugins
 from ood_bench.reporting.leaderboard import Leaderboard, build_leaderboard, provenance_lines
 from ood_bench.reporting.metrics import CONVENTIONS
-from ood_bench.reporting.run_folder import MANIFEST_FILE, scores_frame, write_run
+from ood_bench.reporting.run_folder import (MANIFEST_FILE, check_writable_dir, claim_run_dir, scores_frame,
+                                            write_run)
 from ood_bench.reporting.tables import metrics_frame
 from ood_bench.results import MethodResult
 from ood_bench.utils import progress as _progress
@@ -135,13 +136,17 @@ def execute(cfg: RunConfig, command: str, show_progress: bool = True) -> RunResu
     _progress.set_enabled(show_progress)
     t0 = time.perf_counter()
     load_plugins(cfg.plugins)
+    run_dir = Path(cfg.out) if cfg.out else None
+    for flag, folder in (("--out", run_dir), ("--cache-dir", Path(cfg.cache_dir))):
+        if folder is not None:
+            check_writable_dir(folder, flag)  # before any work, so nothing is half-written
     prep = prepare(cfg)
     manifest = {**start_manifest(cfg, prep, command), "conventions": CONVENTIONS}
     if dist.active():
         manifest["distributed"] = describe_distributed()
     run_dir = Path(cfg.out) if cfg.out and dist.is_main() else None
     if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        claim_run_dir(run_dir)  # one folder, one run: an earlier run's outputs go first
         write_json(run_dir / MANIFEST_FILE, manifest)
     _progress.log(f"run folder {run_dir or '(none)'}; device {prep.device}; methods {', '.join(prep.methods)}; "
                   f"ID {cfg.id}; OOD {', '.join(prep.oods)}; seeds {cfg.seeds}")

@@ -109,6 +109,16 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("--sub-scores", action="store_true",
                     help="latex: also the methods' other sub-scores (default: canonical scores only)")
     lb.add_argument("--resizebox", action="store_true", help="latex: wrap each table in \\resizebox{\\textwidth}{!}")
+    lb.add_argument("--allow-mixed", action="store_true",
+                    help="merge runs of different protocols (ID set, image counts, options), rows labelled by run")
+
+    cp = sub.add_parser("compare", parents=common, help="check a run against reference results (exit 1 on drift)",
+                        description="Per method and OOD set, the run's mean AUROC must lie within k x the reference's "
+                                    "seed spread (see benchmark/reporting/compare.py).")
+    cp.add_argument("run", type=Path, metavar="RUN_DIR")
+    cp.add_argument("--reference", type=Path, required=True, metavar="DIR", help="finished reference run folder")
+    cp.add_argument("--k", type=float, default=3.0, help="tolerance in standard errors of the difference (default 3)")
+    cp.add_argument("--floor", type=float, default=0.1, help="smallest tolerance, AUROC points (default 0.1)")
 
     f = sub.add_parser("fetch", parents=common, help="download the weights and datasets a preset needs and you lack",
                        description="Checksummed downloads with progress into the torch hub cache and --data-root "
@@ -336,18 +346,30 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from ood_bench.utils import atomic
     from ood_bench.reporting.leaderboard import build_leaderboard, merge_runs, provenance_lines
 
-    metrics, manifests = merge_runs(args.runs)
+    metrics, manifests = merge_runs(args.runs, allow_mixed=args.allow_mixed)
     board = build_leaderboard(metrics, provenance_lines(manifests), primary_only=args.primary_only)
     if args.format == "latex":
         text = board.to_latex(sub_scores=args.sub_scores, resize=args.resizebox)
     else:
         text = board.export(args.format)
     if args.out:
-        atomic.write_text(args.out, text)
+        try:
+            atomic.write_text(args.out, text)
+        except OSError as e:
+            raise UserError(f"--out {args.out} cannot be written ({e.strerror or type(e).__name__}); "
+                            f"give a file path you can write to") from None
         print(f"wrote {args.out}")
     else:
         sys.stdout.write(text)
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ood_bench.reporting.compare import compare_runs
+
+    result = compare_runs(args.run, args.reference, k=args.k, floor=args.floor / 100)
+    sys.stdout.write(result.to_text())
+    return 1 if len(result.drifted) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(level, args.log_file)
     try:
         commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "speed": cmd_speed,
-                    "fetch": cmd_fetch}
+                    "fetch": cmd_fetch, "compare": cmd_compare}
         rc = commands[args.command](args)
         sys.stdout.flush()
         return rc

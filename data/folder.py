@@ -2,8 +2,13 @@
 
 Labels: when every image sits below a first-level subfolder and there are at least two of them
 (the ``ImageFolder`` layout), the subfolder names are the classes; otherwise the set is
-unlabelled. Every file is opened and verified when the set is built, so an unreadable image is
-reported by name before any work starts (or skipped with a warning under ``--skip-unreadable``).
+unlabelled. Every file is fully decoded when the set is built, so an unreadable or truncated
+image is reported by name before any work starts (or skipped with a warning under
+``--skip-unreadable``).
+
+High bit depths are scaled, not clipped: 16-bit gray (PIL modes ``I;16*`` and ``I``, which is
+how 16-bit PNGs open) maps 0..65535 onto 0..255; float images (mode ``F``, e.g. float TIFFs)
+are taken to hold intensities in [0, 1] (values outside are clipped) and map onto 0..255.
 """
 from __future__ import annotations
 
@@ -12,13 +17,27 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ood_bench.utils.errors import DatasetNotFoundError, UnreadableImageError
 from ood_bench.data.base import ImageDataset
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+
+
+def to_8bit(im: Image.Image) -> Image.Image:
+    """``im`` as ``"L"`` (gray sources) or ``"RGB"``, high bit depths scaled (see module doc);
+    PIL's own ``convert("L")`` clips 16-bit values at 255 and truncates floats."""
+    if im.mode.startswith("I"):  # 16-bit (or 32-bit int holding 16-bit data)
+        a = np.asarray(im, dtype=np.float64) / 257.0
+    elif im.mode == "F":
+        a = np.asarray(im, dtype=np.float64) * 255.0
+    else:
+        return im.convert("L" if im.mode in GRAY_MODES else "RGB")
+    a = np.nan_to_num(a, nan=0.0)
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
 
 
 def find_images(root: Path) -> list[Path]:
@@ -35,7 +54,7 @@ def open_image(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
             im.load()
-            return im.convert("L" if im.mode in GRAY_MODES else "RGB")
+            return to_8bit(im)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise UnreadableImageError(
             f"cannot read image {path}: {e}; fix or remove the file, or pass --skip-unreadable"
@@ -43,10 +62,11 @@ def open_image(path: Path) -> Image.Image:
 
 
 def _check_readable(path: Path) -> str | None:
-    """``None`` when the file's header and structure verify, else the reason."""
+    """``None`` when the file decodes completely, else the reason. A full decode, not
+    ``verify()``: a truncated JPEG passes ``verify`` and fails only when its pixels are read."""
     try:
         with Image.open(path) as im:
-            im.verify()
+            im.load()
         return None
     except Exception as e:  # PIL raises many types for broken files
         return f"{type(e).__name__}: {e}"

@@ -5,7 +5,19 @@ It owns what is the same everywhere: shuffling in-memory tensors into batches, t
 ``EMAModel``), bf16 autocast on GPU, a progress bar, and checkpoints every few epochs that an
 interrupted run resumes from. What differs — the loss — comes in as ``loss_fn``.
 
-Randomness is derived from (seed, epoch), so a resumed training equals an uninterrupted one.
+Randomness is derived from (seed, epoch), so a resumed training equals an uninterrupted one;
+:func:`seed_network` seeds the global generator right before a network is built, so its initial
+weights do not depend on what ran before (a resumed fit skips work that draws random numbers).
+A finished network is saved at once (``<name>.done.pt``), so an interrupted fit of several
+networks (DiffOOD: classifier, then UNet) never retrains one that finished. Each checkpoint
+carries the training seconds spent so far; :func:`resumed_seconds` adds them up, so the fit time
+of a resumed fit is that of the whole fit, not of its last segment.
+
+Determinism on CPU: training runs with a fixed number of intra-op threads (:data:`TRAIN_THREADS`),
+because the thread count changes how conv/BatchNorm reductions are split and so the last bits
+of gradients, which many epochs of SGD amplify. Same machine + same command = same weights,
+whatever ``torch.get_num_threads()`` the user has. A non-finite loss stops training with a
+one-line :class:`~ood_bench.utils.errors.TrainingDivergedError`; nothing is cached.
 
 Under ``torchrun`` (a process group of W > 1 ranks, :mod:`ood_bench.utils.distributed`) the
 model is wrapped in ``DistributedDataParallel``: every rank draws the same seeded permutation,
@@ -18,11 +30,14 @@ rank resumes from them.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from diffusers.training_utils import EMAModel
@@ -32,7 +47,13 @@ from torch.nn.parallel import DistributedDataParallel
 from ood_bench.utils import atomic
 from ood_bench.utils import distributed as dist
 from ood_bench.utils.device import autocast
+from ood_bench.utils.errors import TrainingDivergedError
 from ood_bench.utils.progress import log, progress
+
+# Intra-op threads while training on CPU. One thread is the only count every machine has, and
+# it makes every reduction's order fixed; see the README ("Reproducibility") for its cost.
+TRAIN_THREADS = 1
+SECONDS_LEDGER = "resumed_seconds.json"
 
 LossFn = Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Generator], torch.Tensor]
 
@@ -66,6 +87,61 @@ class TrainResult:
     model: nn.Module
     first_epoch_state: dict[str, torch.Tensor] | None
     epoch_losses: list[float]
+
+
+def seed_network(seed: int, name: str) -> None:
+    """Seed torch's global generator from (``seed``, ``name``): call right before building a
+    network, so its initial weights are the same in a fresh and in a resumed fit."""
+    import hashlib
+
+    torch.manual_seed(int(hashlib.sha1(f"{seed}/{name}".encode()).hexdigest()[:15], 16))
+
+
+@contextlib.contextmanager
+def fixed_threads(device: torch.device) -> Iterator[None]:
+    """Train with :data:`TRAIN_THREADS` intra-op threads on CPU (restored afterwards)."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def resumed_seconds(work_dir: Path | None) -> float:
+    """Training seconds that checkpoints restored in ``work_dir`` had already cost (0 when none)."""
+    ledger = work_dir / SECONDS_LEDGER if work_dir is not None else None
+    if ledger is None or not ledger.is_file():
+        return 0.0
+    try:
+        return float(sum(json.loads(ledger.read_text()).values()))
+    except (ValueError, TypeError, AttributeError):
+        return 0.0  # a damaged ledger only costs the fit-time figure, never the fit
+
+
+def _credit(work_dir: Path, name: str, seconds: float) -> None:
+    ledger = work_dir / SECONDS_LEDGER
+    try:
+        entries = json.loads(ledger.read_text()) if ledger.is_file() else {}
+    except ValueError:
+        entries = {}
+    entries[name] = seconds  # keyed by network: a second resume replaces, never adds twice
+    atomic.write_json(ledger, entries)
+
+
+def _load_state(path: Path, device: torch.device, desc: str) -> dict | None:
+    """A checkpoint, or ``None`` (moved aside with a warning) when it cannot be read."""
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:  # truncated or foreign file: train that part again
+        bad = path.with_name(path.name + ".bad")
+        path.replace(bad)
+        log(f"warning: {desc}: checkpoint {path} is unreadable ({type(e).__name__}); moved to {bad.name}, "
+            f"training again")
+        return None
 
 
 def _lr_factor(step: int, total: int, spec: TrainSpec) -> float:
@@ -109,8 +185,18 @@ def train(
 
     Each step calls ``loss_fn(model, batch, generator)`` with the batch tensors on ``device``.
     With ``work_dir``, a checkpoint ``<checkpoint_name>.pt`` is written every ``checkpoint_every``
-    epochs and picked up by the next call with the same ``work_dir`` and name.
+    epochs and the finished network as ``<checkpoint_name>.done.pt``; the next call with the same
+    ``work_dir`` and name resumes from the first or returns the second without training.
+
+    Raises:
+        TrainingDivergedError: an epoch's loss is NaN or infinite.
     """
+    with fixed_threads(device):
+        return _train(model, tensors, loss_fn, spec, device, seed, work_dir, desc, checkpoint_name)
+
+
+def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn, spec: TrainSpec,
+           device: torch.device, seed: int, work_dir: Path | None, desc: str, checkpoint_name: str) -> TrainResult:
     n = len(tensors[0])
     steps_per_epoch = n // spec.batch_size if spec.drop_last else math.ceil(n / spec.batch_size)
     if steps_per_epoch == 0:
@@ -130,15 +216,28 @@ def train(
     first_state: dict[str, torch.Tensor] | None = None
     losses: list[float] = []
     start_epoch = 0
+    spent = 0.0  # training seconds of this network before this call (restored checkpoints)
     ckpt = work_dir / f"{checkpoint_name}.pt" if work_dir is not None else None
+    done_file = work_dir / f"{checkpoint_name}.done.pt" if work_dir is not None else None
+    if done_file is not None and done_file.is_file():
+        state = _load_state(done_file, device, desc)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            _credit(work_dir, checkpoint_name, state["seconds"])
+            log(f"{desc}: finished in an earlier run; loaded {done_file}")
+            return TrainResult(model.eval(), state["first"], state["losses"])
     if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        first_state, losses, start_epoch = state["first"], state["losses"], state["epoch"]
-        log(f"{desc}: resuming from epoch {start_epoch} ({ckpt})")
+        state = _load_state(ckpt, device, desc)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
+            first_state, losses, start_epoch = state["first"], state["losses"], state["epoch"]
+            spent = state.get("seconds", 0.0)
+            _credit(work_dir, checkpoint_name, spent)
+            log(f"{desc}: resuming from epoch {start_epoch} ({ckpt})")
+    t0 = time.perf_counter()
     # the network loss_fn calls: DDP averages gradients over ranks in backward (and broadcasts
     # rank 0's weights once, which equal everyone's after the same init or checkpoint)
     net = model if world == 1 else DistributedDataParallel(
@@ -147,7 +246,8 @@ def train(
     def save_checkpoint(epoch: int) -> None:
         state = {"model": model.state_dict(), "opt": opt.state_dict(),
                  "ema": ema.state_dict() if ema is not None else None,
-                 "first": first_state, "losses": losses, "epoch": epoch}
+                 "first": first_state, "losses": losses, "epoch": epoch,
+                 "seconds": spent + time.perf_counter() - t0}
         atomic.write_with(ckpt, lambda p: torch.save(state, p))
 
     bar = progress(range(start_epoch, spec.epochs), desc, unit="epoch")
@@ -180,6 +280,11 @@ def train(
         if world > 1:  # the epoch's mean loss over the global batches
             total_loss, count = dist.all_reduce_sum([total_loss, count], device)
         losses.append(total_loss / max(count, 1))
+        if not math.isfinite(losses[-1]):
+            # the weights are NaN now; caching them would make every later run fail on them
+            raise TrainingDivergedError(
+                f"{desc}: the training loss became {losses[-1]} in epoch {epoch + 1}; nothing was cached. "
+                f"Lower the learning rate (--set METHOD.lr=...) or enable gradient clipping")
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if epoch == 0 and spec.keep_first_epoch:
             first_state = {k: v.detach().cpu().clone() for k, v in _ema_weights(model, ema).state_dict().items()}
@@ -187,6 +292,10 @@ def train(
         if ckpt is not None and dist.is_main() and (done % spec.checkpoint_every == 0) and done < spec.epochs:
             save_checkpoint(done)
     final = _ema_weights(model, ema)
-    if ckpt is not None and dist.is_main() and ckpt.exists():
-        ckpt.unlink()  # training finished; the method saves its own final state
+    if done_file is not None and dist.is_main():
+        # saved before the caller goes on to its next network, so an interruption there keeps it
+        state = {"model": final.state_dict(), "first": first_state, "losses": losses,
+                 "seconds": spent + time.perf_counter() - t0}
+        atomic.write_with(done_file, lambda p: torch.save(state, p))
+        ckpt.unlink(missing_ok=True)
     return TrainResult(final, first_state, losses)

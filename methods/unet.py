@@ -19,7 +19,7 @@ from ood_bench.data.transforms import ImageTransform
 from ood_bench.methods.base import MethodConfig, OODMethod, fit_option
 from ood_bench.methods.examples import ExampleRows
 from ood_bench.methods.pretrained import load_pretrained_model, load_pretrained_scheduler
-from ood_bench.methods.training import TrainResult, TrainSpec, train
+from ood_bench.methods.training import TrainResult, TrainSpec, seed_network, train
 
 
 def build_unet(image_size: int, channels: int, base_channels: int, channel_mult: tuple[int, ...],
@@ -147,6 +147,7 @@ def train_unet(c: PixelDiffusionConfig, images: torch.Tensor, device: torch.devi
     """Train a UNet on uint8 images ``(N, C, H, W)`` with the simple ε loss; class-conditional
     when ``labels``/``num_classes`` are given (index ``num_classes`` = null class, used with
     probability ``label_dropout``)."""
+    seed_network(seed, desc)
     unet = unet_from_config(c, None if labels is None else num_classes + 1)
     alphas = c.scheduler().alphas_cumprod.to(device)
 

@@ -11,19 +11,76 @@ Layout under the cache root::
 seed; ``score_key`` hashes ``fit_key`` + score-stage options + dataset fingerprint + batch size +
 device type (random draws are per batch and per device). Re-running the same command reuses
 both; changing a score-only option re-scores without re-training.
+
+The cache heals: every artefact is validated when it is loaded (it must parse, and every number
+in it must be finite). A bad one — a truncated file after a crash of the disk or a foreign
+program, a model that diverged — is moved aside (``model.bad-<time>/``, ``<key>.npz.bad``) with
+a one-line warning, and rebuilt as if it had never been cached.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ood_bench.utils import atomic
+from ood_bench.utils.progress import log
 from ood_bench.methods.base import ScoreBatch
+
+
+class InvalidArtefact(Exception):
+    """A cached file that cannot be read or holds non-finite numbers (message: why)."""
+
+
+def check_finite(obj: Any, where: str) -> None:
+    """Raise :class:`InvalidArtefact` if any tensor, array or float inside ``obj`` (nested
+    dicts/lists/tuples) is NaN or infinite. Integer and boolean data are skipped."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point() and not bool(torch.isfinite(obj).all()):
+            raise InvalidArtefact(f"{where} holds non-finite values")
+    elif isinstance(obj, np.ndarray):
+        if obj.dtype.kind == "f" and not np.isfinite(obj).all():
+            raise InvalidArtefact(f"{where} holds non-finite values")
+    elif isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise InvalidArtefact(f"{where} holds a non-finite number")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            check_finite(v, f"{where}[{k}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            check_finite(v, f"{where}[{i}]")
+
+
+def validate_file(path: Path) -> None:
+    """Read ``path`` fully by its type (torch, safetensors, numpy, JSON; other files: bytes)
+    and check its numbers are finite; raises :class:`InvalidArtefact`."""
+    name = path.name
+    try:
+        if path.suffix in (".pt", ".pth", ".bin"):
+            obj = torch.load(path, map_location="cpu", weights_only=False)  # our own files
+        elif path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj = load_file(path)
+        elif path.suffix in (".npz", ".npy"):
+            with np.load(path, allow_pickle=False) as z:
+                obj = {k: z[k] for k in z.files} if path.suffix == ".npz" else np.asarray(z)
+        elif path.suffix == ".json":
+            obj = json.loads(path.read_text())
+        else:
+            path.read_bytes()
+            return
+    except Exception as e:  # every library raises its own type for a damaged file
+        raise InvalidArtefact(f"{name} is unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    check_finite(obj, name)
 
 
 def digest(obj: Any, n: int = 16) -> str:
@@ -66,6 +123,27 @@ class Cache:
     def fit_meta(self, method: str, fit_key: str) -> dict[str, Any]:
         return json.loads((self.model_dir(method, fit_key) / "fit.json").read_text())
 
+    def validate_model(self, method: str, fit_key: str) -> dict[str, Any]:
+        """Every file of the cached model read and checked; returns ``fit.json``'s content.
+
+        Raises:
+            InvalidArtefact: a file is unreadable or non-finite, or ``fit.json`` lacks its fields.
+        """
+        model_dir = self.model_dir(method, fit_key)
+        for f in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+            validate_file(f)
+        meta = self.fit_meta(method, fit_key)
+        if not isinstance(meta, dict) or not isinstance(meta.get("seconds"), (int, float)):
+            raise InvalidArtefact("fit.json lacks the fit time")
+        return meta
+
+    def quarantine(self, path: Path, why: str) -> Path:
+        """Move a bad artefact aside (kept for inspection, never read again) with a warning."""
+        bad = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.replace(bad)
+        log(f"warning: cached {path} is damaged ({why}); moved to {bad.name}, rebuilding it")
+        return bad
+
     def scores_path(self, method: str, fit_key: str, score_key: str) -> Path:
         return self.fit_dir(method, fit_key) / "scores" / f"{score_key}.npz"
 
@@ -73,11 +151,18 @@ class Cache:
         path = self.scores_path(method, fit_key, score_key)
         if not (self.enabled and path.is_file()):
             return None
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            scores = {k[len("score_"):]: z[k] for k in z.files if k.startswith("score_")}
-            preds = z["predictions"] if "predictions" in z.files else None
-        return CachedScores(ScoreBatch(scores, meta["primary"], preds), meta["seconds"], meta["peak_mem_mib"])
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                scores = {k[len("score_"):]: z[k] for k in z.files if k.startswith("score_")}
+                preds = z["predictions"] if "predictions" in z.files else None
+            check_finite(scores, path.name)
+            return CachedScores(ScoreBatch(scores, meta["primary"], preds), meta["seconds"], meta["peak_mem_mib"])
+        except Exception as e:  # truncated zip, missing keys, NaN scores: score again
+            why = str(e) if isinstance(e, InvalidArtefact) else f"{type(e).__name__}"
+            self.quarantine(path, why)
+            path.with_suffix(".png").unlink(missing_ok=True)  # its example picture goes with it
+            return None
 
     def save_scores(self, method: str, fit_key: str, score_key: str, batch: ScoreBatch,
                     seconds: float, peak_mem_mib: float) -> None:

@@ -70,6 +70,18 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+def check_run_bounds(cfg: RunConfig) -> None:
+    """Refuse out-of-range run settings up front (before any data is loaded or model fitted)."""
+    for flag, v, low in (("--batch-size", cfg.batch_size, 1), ("--limit", cfg.limit, 1),
+                         ("--train-limit", cfg.train_limit, 1), ("--workers", cfg.workers, 0),
+                         ("--bootstrap", cfg.bootstrap, 0)):
+        if v is not None and v < low:
+            what = "a positive number" if low == 1 else "0 or more"
+            raise ConfigError(f"{flag} {v}: must be {what}")
+    if not cfg.seeds:
+        raise ConfigError("no seed given; use --seed N or --seeds N ...")
+
+
 RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {"method_options", "ood_groups", "preset"}
 
 
@@ -206,6 +218,11 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):

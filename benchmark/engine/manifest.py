@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import importlib.metadata as md
 import platform
 import subprocess
@@ -38,6 +39,42 @@ def git_state(where: Path | None = None) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
+def _cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _onednn_version() -> str | None:
+    import re
+
+    m = re.search(r"(?:MKL-DNN|oneDNN)[^\n]*?v(\d+\.\d+(?:\.\d+)?)", torch.__config__.show())
+    return m.group(1) if m else None
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """What decides the last bits of a trained model: CPU model and the instruction set torch
+    dispatches to, the math libraries' versions, threads, and the accelerator (with cuDNN).
+
+    ``fingerprint`` hashes everything but the thread count (training fixes its own threads)."""
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(), "arch": platform.machine(), "isa": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__, "onednn": _onednn_version(), "device": device.type,
+        "accelerator": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+    }
+    blob = "|".join(f"{k}={info[k]}" for k in sorted(info))
+    info["fingerprint"] = hashlib.sha1(blob.encode()).hexdigest()[:12]
+    info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
 def device_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {"type": device.type, "torch_threads": torch.get_num_threads()}
     if device.type == "cuda":
@@ -54,7 +91,7 @@ def now_iso() -> str:
 
 def provenance(device: torch.device) -> dict[str, Any]:
     return {"versions": package_versions(), "git": git_state(), "device": device_info(device),
-            "host": platform.node(), "platform": platform.platform()}
+            "machine": machine_info(device), "host": platform.node(), "platform": platform.platform()}
 
 
 def _ds_info(ds) -> dict:

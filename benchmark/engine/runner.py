@@ -13,6 +13,7 @@ cache (and takes the fit lock), while the other ranks follow rank 0's decisions.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +26,20 @@ from ood_bench.utils import atomic
 from ood_bench.utils import distributed as dist
 from ood_bench.utils.atomic import write_json
 from ood_bench.utils.naming import safe_name
-from ood_bench.engine.cache import Cache, digest
-from ood_bench.engine.config import RunConfig, build_dataclass
+from ood_bench.engine.cache import Cache, InvalidArtefact, digest
+from ood_bench.engine.config import RunConfig, build_dataclass, check_run_bounds
 from ood_bench.engine.distributed import setup as setup_device
+from ood_bench.engine.manifest import machine_info
 from ood_bench.engine.sharding import score_sharded
 from ood_bench.utils.device import PeakMemory, synchronize
-from ood_bench.utils.errors import ConfigError
+from ood_bench.utils.errors import ConfigError, NonFiniteScoresError
 from ood_bench.utils.locking import file_lock
 from ood_bench.utils.progress import log
 from ood_bench.methods.registry import METHODS
 from ood_bench.data import DataContext, ImageDataset, load_dataset
 from ood_bench.data.registry import looks_like_path
 from ood_bench.methods.base import MethodConfig, OODMethod, RunContext, ScoreBatch
+from ood_bench.methods.training import fixed_threads, resumed_seconds
 
 DEFAULT_BATCH = 128
 
@@ -88,9 +91,7 @@ def prepare_methods(cfg: RunConfig) -> PreparedRun:
     passed); datasets are not loaded (see :func:`prepare`)."""
     if not cfg.methods:
         raise ConfigError("no method given; use --method NAME (see `ood-bench list`)")
-    for flag, v in (("--limit", cfg.limit), ("--train-limit", cfg.train_limit)):
-        if v is not None and v <= 0:
-            raise ConfigError(f"{flag} must be a positive number")
+    check_run_bounds(cfg)
     device = setup_device(cfg.device)  # joins the process group under torchrun / srun
     if cfg.download:  # weights and data first, so the preflight checks below find them
         from ood_bench.engine.fetch import fetch_missing
@@ -183,40 +184,72 @@ class Runner:
 
     def _fit_locked(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict]:
         model_dir = self.cache.model_dir(key, fit_key)
-        if dist.broadcast(self.cache.has_model(key, fit_key) if dist.is_main() else None):
-            meta = self.cache.fit_meta(key, fit_key)
-            method.load(model_dir)
-            log(f"{key}: loaded cached model {model_dir} (fitted in {meta['seconds']:.1f}s)")
-            return meta["seconds"], meta.get("peak_mem_mib", float("nan")), True, meta.get("report", {})
+        # rank 0 decides (validating, and healing, the cached model); every rank follows it
+        cached = self._load_cached(method, key, fit_key) if dist.is_main() and self.cache.has_model(key, fit_key) else None
+        if dist.broadcast(cached is not None if dist.is_main() else None):
+            return cached if dist.is_main() else self._load_rank0_model(method, key, fit_key, cached=True)
+        work = method.ctx.work_dir
+        if not self.cache.enabled and work is not None and dist.is_main():
+            shutil.rmtree(work, ignore_errors=True)  # --no-cache: no finished parts either
+            work.mkdir(parents=True)
+        dist.barrier()
         log(f"{key}: fitting on {self.prep.id_train.describe()}")
         seed_everything(method.ctx.seed, key)
         with PeakMemory(method.device) as mem:
             t0 = time.perf_counter()
-            method.fit(self.prep.id_train)
+            # the whole fit, not only the training loops, at fixed threads: statistics computed
+            # before training (e.g. the classifier's input normalisation) are reductions too
+            with fixed_threads(method.device):
+                method.fit(self.prep.id_train)
             synchronize(method.device)
-            seconds = time.perf_counter() - t0
+            # earlier, interrupted segments of this fit count too (their checkpoints were reused)
+            seconds = time.perf_counter() - t0 + resumed_seconds(work)
         report = method.fit_report()
         if dist.is_main():
             with atomic.atomic_dir(model_dir) as tmp:
                 method.save(tmp)
-                write_json(tmp / "fit.json", {"seconds": seconds, "peak_mem_mib": mem.peak_mib,
-                                               "report": report, "device": method.device.type})
+                write_json(tmp / "fit.json", {"seconds": seconds, "peak_mem_mib": mem.peak_mib, "report": report,
+                                               "device": method.device.type, "machine": machine_info(method.device)})
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)  # checkpoints of a cached model are dead weight
             log(f"{key}: fitted in {seconds:.1f}s; model cached in {model_dir}")
         dist.barrier()
         if dist.is_main():
             return seconds, mem.peak_mib, False, report
-        return self._load_rank0_model(method, key, fit_key)
+        return self._load_rank0_model(method, key, fit_key, cached=False)
 
-    def _load_rank0_model(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict]:
-        """Other ranks score with the model rank 0 saved, so every rank holds the very same
-        weights and buffers (BatchNorm statistics are per rank in CPU training)."""
+    def _load_rank0_model(self, method: OODMethod, key: str, fit_key: str,
+                          cached: bool) -> tuple[float, float, bool, dict]:
+        """Other ranks score with the model rank 0 saved (or validated), so every rank holds the
+        very same weights and buffers (BatchNorm statistics are per rank in CPU training)."""
         model_dir = self.cache.model_dir(key, fit_key)
         if not (model_dir / "fit.json").is_file():
             raise RuntimeError(f"rank {dist.rank()} cannot see the model rank 0 saved in {model_dir}: "
                                f"put --cache-dir on a filesystem every node shares")
         meta = self.cache.fit_meta(key, fit_key)
         method.load(model_dir)
-        return meta["seconds"], meta["peak_mem_mib"], False, meta["report"]
+        return meta["seconds"], meta.get("peak_mem_mib", float("nan")), cached, meta.get("report", {})
+
+    def _load_cached(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict] | None:
+        """The cached model loaded into ``method``, or ``None`` after moving a damaged one aside."""
+        model_dir = self.cache.model_dir(key, fit_key)
+        try:
+            meta = self.cache.validate_model(key, fit_key)
+            method.load(model_dir)
+        except Exception as e:  # InvalidArtefact, or a file the method itself cannot use
+            self.cache.quarantine(model_dir, str(e) if isinstance(e, InvalidArtefact) else type(e).__name__)
+            return None
+        here = machine_info(method.device)["fingerprint"]
+        there = (meta.get("machine") or {}).get("fingerprint")
+        if there != here:
+            # reused on purpose (a GPU-trained model scored on a laptop is the point of a cache),
+            # but said: the scores may differ in their last digits from a fit on this machine
+            m = meta.get("machine") or {}
+            log(f"warning: {key}: the cached model was trained on another machine type "
+                f"({m.get('device', '?')}, {m.get('cpu', 'unknown CPU')}, {m.get('isa', '?')}, "
+                f"{m.get('accelerator') or 'no GPU'}); its scores can differ from a fit here; --no-cache refits")
+        log(f"{key}: loaded cached model {model_dir} (fitted in {meta['seconds']:.1f}s)")
+        return meta["seconds"], meta.get("peak_mem_mib", float("nan")), True, meta.get("report", {})
 
     def _score(self, method: OODMethod, key: str, fit_key: str, base: dict, ds: ImageDataset,
                role: str, group: str, name: str) -> DatasetScores:
@@ -238,7 +271,10 @@ class Runner:
                 raise RuntimeError(f"{key} returned {len(batch)} scores for {len(ds)} images of {name}")
             for sub, v in batch.scores.items():
                 if not np.isfinite(v).all():
-                    raise RuntimeError(f"{key} produced non-finite {sub} scores on {name}")
+                    bad = int((~np.isfinite(v)).sum())
+                    raise NonFiniteScoresError(
+                        f"{key} produced {bad} non-finite {sub} scores on {name}; nothing was cached. The "
+                        f"model or images are degenerate: check the images, or refit with --no-cache")
             if dist.is_main():
                 self.cache.save_scores(key, fit_key, score_key, batch, seconds, peak)
             log(f"{key}: scored {name}: {len(ds)} images in {seconds:.1f}s ({len(ds) / seconds:.1f} img/s)")

@@ -13,9 +13,9 @@ names, Near/Far groups, accuracy and cost apart) lives in :mod:`ood_bench.report
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -233,33 +233,112 @@ def provenance_lines(manifests: list[dict]) -> list[str]:
 
 # ---------------------------------------------------------------------- runs on disk
 def load_run(run_dir: Path) -> tuple[pd.DataFrame, dict]:
-    """``(metrics, manifest)`` of a finished run folder."""
+    """``(metrics, manifest)`` of a finished run folder.
+
+    Raises:
+        UserError: not a run folder, an unfinished run (its manifest does not say ``complete``:
+            it failed, was interrupted or killed, or is still going), or a damaged file.
+    """
     run_dir = Path(run_dir)
     mfile, jfile = run_dir / "metrics.csv", run_dir / "manifest.json"
+    if not jfile.is_file():
+        raise UserError(f"{run_dir} is not a run folder (no manifest.json); give the --out folder of a run")
+    try:
+        manifest = json.loads(jfile.read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, OSError) as e:
+        raise UserError(f"{jfile} is damaged ({type(e).__name__}); re-run the command that wrote {run_dir}") from None
+    status = manifest.get("status")
+    if status != "complete":
+        raise UserError(f"{run_dir} holds an unfinished run (status {status!r}: it failed, was interrupted or "
+                        f"killed, or is still running); re-run its command to finish it")
     if not mfile.is_file():
-        raise UserError(f"{run_dir} is not a finished run folder (no metrics.csv); give the --out folder of a run")
-    manifest = json.loads(jfile.read_text()) if jfile.is_file() else {}
+        raise UserError(f"{run_dir} has no metrics.csv; re-run the command that wrote it")
+    try:
+        metrics = pd.read_csv(mfile, comment="#")
+    except (ValueError, OSError, pd.errors.ParserError) as e:
+        raise UserError(f"{mfile} is damaged ({type(e).__name__}); re-run the command that wrote {run_dir}") from None
+    missing = {"entry", "id", "ood", "seed", "group", "auroc"} - set(metrics.columns)
+    if missing:
+        raise UserError(f"{mfile} is damaged (no column {', '.join(sorted(missing))}); re-run the command that wrote it")
     manifest.setdefault("run_dir", str(run_dir))
-    return pd.read_csv(mfile, comment="#"), manifest
+    return metrics, manifest
 
 
-def merge_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[dict]]:
-    """Union of several runs' metrics. A row present in two runs (same entry, ID, OOD, seed)
-    is kept from the later run, with a warning."""
+def protocol(manifest: dict) -> dict[str, Any]:
+    """What must agree for two runs' numbers to share a table: the ID set (train and test, with
+    their image counts and limits), each OOD set's content and count, and each method's options."""
+    ds = manifest.get("datasets", {})
+    return {"id": {k: (ds.get(k) or {}).get("fingerprint") for k in ("id_train", "id_test")},
+            "n": {k: (v or {}).get("n") for k, v in ds.items()},
+            "ood": {k: (v or {}).get("fingerprint") for k, v in ds.items() if k.startswith("ood:")},
+            "methods": {k: (v or {}).get("config") for k, v in manifest.get("methods", {}).items()}}
+
+
+def protocol_differences(a: dict, b: dict) -> list[str]:
+    """How two runs' protocols (:func:`protocol`) differ, as short phrases (empty: compatible)."""
+    pa, pb = protocol(a), protocol(b)
+    out = []
+    if pa["id"] != pb["id"]:
+        out.append("ID set")
+    for k in sorted(set(pa["n"]) & set(pb["n"])):
+        if pa["n"][k] != pb["n"][k]:
+            out.append(f"image count of {k.removeprefix('ood:')} ({pa['n'][k]} vs {pb['n'][k]})")
+    for k in sorted(set(pa["ood"]) & set(pb["ood"])):
+        if pa["ood"][k] != pb["ood"][k] and pa["n"].get(k) == pb["n"].get(k):
+            out.append(f"content of {k.removeprefix('ood:')}")
+    for m in sorted(set(pa["methods"]) & set(pb["methods"])):
+        ca, cb = pa["methods"][m] or {}, pb["methods"][m] or {}
+        diff = sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
+        if diff:
+            out.append(f"options of {m} ({', '.join(diff)})")
+    return out
+
+
+def merge_runs(run_dirs: list[Path], allow_mixed: bool = False) -> tuple[pd.DataFrame, list[dict]]:
+    """Union of several finished runs' metrics.
+
+    Runs must share their protocol (:func:`protocol_differences`) and not repeat a row (same
+    entry, ID, OOD set and seed): otherwise one table would mix numbers that are not comparable,
+    or silently drop some. ``allow_mixed=True`` merges them anyway, each row labelled with its
+    run (``entry [run]``), so nothing is replaced and nothing pretends to be the same.
+
+    Raises:
+        UserError: the runs differ (without ``allow_mixed``), or a folder is not a finished run.
+    """
     frames, manifests = [], []
     for d in run_dirs:
         df, man = load_run(d)
         frames.append(df.assign(run=str(d)))
         manifests.append(man)
+    labels = _run_labels(run_dirs)
+    problems = []
+    for i in range(1, len(manifests)):
+        diff = protocol_differences(manifests[0], manifests[i])
+        if diff:
+            problems.append(f"{run_dirs[0]} and {run_dirs[i]} differ in {'; '.join(diff)}")
     merged = pd.concat(frames, ignore_index=True)
     # mean rows are recomputed over the union: a merge can add OOD sets to an entry
     sets = merged[merged["group"] != MEAN_GROUP]
-    dup = sets.duplicated(["entry", "id", "ood", "seed"], keep="last")
-    if dup.any():
-        warnings.warn(f"{int(dup.sum())} metric rows appear in several runs; keeping the later run's", stacklevel=2)
-        sets = sets[~dup]
+    dup = sets.duplicated(["entry", "id", "ood", "seed"], keep=False)
+    if dup.any() and not problems:
+        first = sets[dup].iloc[0]
+        problems.append(f"{int(dup.sum())} rows appear in several runs (e.g. {first['entry']} on {first['ood']}, "
+                        f"seed {first['seed']})")
+    if problems and not allow_mixed:
+        raise UserError(f"cannot merge: {problems[0]}; merge runs of one protocol, or pass --allow-mixed "
+                        f"to show them side by side, labelled by run")
+    if problems:
+        sets = sets.assign(entry=sets["entry"] + " [" + sets["run"].map(labels) + "]")
     return add_mean_rows(sets.drop(columns=["run"]).reset_index(drop=True)), manifests
 
+
+def _run_labels(run_dirs: list[Path]) -> dict[str, str]:
+    """Short, distinct run labels: folder names (full paths when two share a name)."""
+    names = [Path(d).name for d in run_dirs]
+    unique = len(set(names)) == len(names)
+    return {str(d): (n if unique else str(d)) for d, n in zip(run_dirs, names)}
 
 
 # ---------------------------------------------------------------------- per-set and comparisons

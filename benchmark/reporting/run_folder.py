@@ -12,11 +12,17 @@
     RUN_DIR/plots/hist_<method>_<ood>.{png,pdf}, roc_<ood>.{png,pdf}, auroc_vs_throughput.{png,pdf}
     RUN_DIR/examples/<method>_<dataset>.png   (methods that draw what they do)
 
-Every file is written atomically.
+Every file is written atomically. A run folder holds exactly one run: :func:`claim_run_dir`
+removes what an earlier run wrote there (the files above, and temporary files a killed run left)
+before the new run starts, and nothing else. The manifest says ``running`` until the run ends
+(then ``complete``, ``failed`` or ``interrupted``); a run killed outright stays ``running``, and
+``ood-bench leaderboard`` refuses every folder whose run is not ``complete``.
 """
 from __future__ import annotations
 
 import html
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,7 @@ import pandas as pd
 from ood_bench.data.registry import dataset_title
 from ood_bench.utils import atomic
 from ood_bench.utils.atomic import write_json
+from ood_bench.utils.errors import UserError
 from ood_bench.utils.naming import safe_name
 from ood_bench.reporting.statistics import comparisons_frame, per_set_frame
 from ood_bench.reporting.html import escape_frame, table_html, write_report
@@ -37,6 +44,43 @@ from ood_bench.reporting.tables import MEAN_GROUP, metrics_frame, seed_summary
 SCORES_FILE = "scores.csv"
 METRICS_FILE = "metrics.csv"
 MANIFEST_FILE = "manifest.json"
+# everything a run writes at the top of its folder (see the module docstring)
+OWNED_FILES = (SCORES_FILE, METRICS_FILE, MANIFEST_FILE, "leaderboard.csv", "leaderboard.tex", "leaderboard.md",
+               "per_set.csv", "per_set.md", "comparisons.csv", "comparisons.md", "report.html")
+OWNED_DIRS = ("plots", "examples")
+
+
+def check_writable_dir(path: Path, flag: str) -> None:
+    """Refuse a folder ``path`` (given by ``flag``) that names a file or could not be created or
+    written, before any work starts; creates nothing.
+
+    Raises:
+        UserError: one line naming the problem and the fix.
+    """
+    path = Path(path).expanduser()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the folder that would hold the new folders
+    if not probe.is_dir():
+        what = "is an existing file" if probe == path else f"lies under the file {probe}"
+        raise UserError(f"{flag} {path} {what}, not a folder; give a folder path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path} cannot be written (no permission in {probe}); give a folder you can write to")
+
+
+def claim_run_dir(run_dir: Path) -> None:
+    """Make ``run_dir`` ready for a new run: remove every output of an earlier run and every
+    temporary file (``.NAME.*``) an interrupted write left; other files are the user's and stay."""
+    check_writable_dir(run_dir, "--out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in OWNED_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for name in OWNED_DIRS:
+        if (run_dir / name).is_dir():
+            shutil.rmtree(run_dir / name)
+    for p in run_dir.iterdir():  # atomic writes' leftovers: .metrics.csv.abc123.tmp, .plots.xyz/
+        if p.name.startswith(".") and any(p.name.startswith(f".{n}.") for n in (*OWNED_FILES, *OWNED_DIRS)):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def scores_frame(results) -> pd.DataFrame:

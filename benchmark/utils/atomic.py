@@ -6,9 +6,11 @@ old complete file or the new complete file.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -64,17 +66,54 @@ def write_with(path: Path | str, writer: Callable[[Path], Any]) -> Path:
     return Path(path)
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``);
+    ``False`` where the OS or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):  # glibc < 2.28, musl
+        return False
+    at_fdcwd = -100
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def replace_dir(new: Path, path: Path) -> None:
+    """Put folder ``new`` at ``path``, replacing the folder there.
+
+    A reader of ``path`` always finds a complete folder, old or new: the two are swapped in one
+    atomic rename-exchange, and the old one (now at ``new``) is deleted afterwards. Where the
+    exchange is not available (not Linux, some network file systems) the old folder is renamed
+    aside and the new one renamed in: two renames, microseconds apart, the only moment with no
+    folder; the old one is deleted only once the new one is in place."""
+    if not path.exists():
+        os.replace(new, path)
+        return
+    if _exchange(new, path):
+        shutil.rmtree(new)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+    os.replace(path, aside / "old")
+    os.replace(new, path)
+    shutil.rmtree(aside)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary folder; on success it replaces the folder ``path`` as a whole."""
+    """Yield a temporary folder; on success it replaces the folder ``path`` as a whole
+    (see :func:`replace_dir`: there is never a moment without a complete folder on Linux)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        replace_dir(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -37,3 +37,11 @@ class MissingWeightsError(UserError):
 
 class ConfigError(UserError):
     """An unknown option, a bad value or an inconsistent run configuration."""
+
+
+class TrainingDivergedError(UserError):
+    """Training produced a non-finite loss (the settings, e.g. the learning rate, diverge)."""
+
+
+class NonFiniteScoresError(UserError):
+    """A method produced NaN or infinite scores."""

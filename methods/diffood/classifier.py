@@ -23,8 +23,8 @@ from torch import nn
 
 from ood_bench.methods.backbones import load_by_order
 from ood_bench.methods.pretrained import pretrained_folder
+from ood_bench.methods.training import TrainSpec, fixed_threads, seed_network, train
 from ood_bench.utils.errors import MissingWeightsError
-from ood_bench.methods.training import TrainSpec, train
 from ood_bench.methods.unet import random_hflip
 
 if TYPE_CHECKING:
@@ -133,9 +133,11 @@ def fit_classifier(c: ClassifierOptions, x: torch.Tensor, y: torch.Tensor, num_c
     """Train (or load, with ``classifier_path``) the classifier on uint8 images ``x (N, C, H, W)``
     with labels ``y (N,)``; returns it in eval mode on ``device`` and a report (train accuracy,
     final loss). Normalisation uses the training images' per-channel mean/std."""
+    seed_network(seed, "classifier")
     clf = new_classifier(c, num_classes)
     xf = x.float() / 255
-    clf.set_normalization(xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
+    with fixed_threads(torch.device("cpu")):  # a reduction: its last bits depend on the thread count
+        clf.set_normalization(xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
     if c.classifier_path:
         state = torch.load(classifier_file(c.classifier_path), map_location="cpu", weights_only=False)
         state = state.get("state_dict", state) if isinstance(state, dict) else state

@@ -55,8 +55,8 @@ from ood_bench.methods.dlsr.config import DLSRConfig
 from ood_bench.methods.features import MultiLayerFeatures, build_features, extract_features, layerwise_cosine
 from ood_bench.methods.dlsr.lfdn import LFDN
 from ood_bench.methods.pretrained import load_pretrained_model, pretrained_folder
+from ood_bench.methods.training import TrainSpec, seed_network, train
 from ood_bench.utils.errors import ConfigError
-from ood_bench.methods.training import TrainSpec, train
 
 
 @register_method("dlsr")
@@ -164,6 +164,7 @@ class DLSR(OODMethod):
 
         spec = TrainSpec(epochs=c.epochs, batch_size=c.train_batch_size, lr=c.lr, weight_decay=c.weight_decay,
                          ema_decay=c.ema_decay, keep_first_epoch=True, drop_last=False)
+        seed_network(self.ctx.seed, "dlsr LFDN")  # same initial weights whether features were cached or not
         res = train(LFDN(feats.dim, c.width, c.blocks), (z,), loss_fn, spec, self.device,
                     self.ctx.seed, work, desc="dlsr LFDN")
         self.model = res.model
