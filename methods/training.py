@@ -30,6 +30,7 @@ rank resumes from them.
 """
 from __future__ import annotations
 
+import logging
 import contextlib
 import copy
 import json
@@ -140,7 +141,7 @@ def _load_state(path: Path, device: torch.device, desc: str) -> dict | None:
         bad = path.with_name(path.name + ".bad")
         path.replace(bad)
         log(f"warning: {desc}: checkpoint {path} is unreadable ({type(e).__name__}); moved to {bad.name}, "
-            f"training again")
+            f"training again", level=logging.WARNING)
         return None
 
 

@@ -69,6 +69,6 @@ def test_baseline_config_errors_are_one_line(capsys):
     with pytest.raises(ConfigError, match="score must be msp"):
         ood_bench.create_method("msp", score="energy")
     rc = main(["run", "--method", "knn", "--id", "digits04", "--ood", "noise", "--train-limit", "10",
-               "--set", "knn.weights=random", "--quiet"])
+               "--set", "knn.weights=random", "knn.k=50", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: knn.k = 50 exceeds the 10 ID training images")

@@ -19,6 +19,7 @@ a one-line warning, and rebuilt as if it had never been cached.
 """
 from __future__ import annotations
 
+import logging
 import hashlib
 import json
 import math
@@ -141,7 +142,7 @@ class Cache:
         """Move a bad artefact aside (kept for inspection, never read again) with a warning."""
         bad = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
         path.replace(bad)
-        log(f"warning: cached {path} is damaged ({why}); moved to {bad.name}, rebuilding it")
+        log(f"warning: cached {path} is damaged ({why}); moved to {bad.name}, rebuilding it", level=logging.WARNING)
         return bad
 
     def scores_path(self, method: str, fit_key: str, score_key: str) -> Path:

@@ -12,6 +12,7 @@ cache (and takes the fit lock), while the other ranks follow rank 0's decisions.
 """
 from __future__ import annotations
 
+import logging
 import contextlib
 import shutil
 import time
@@ -247,7 +248,7 @@ class Runner:
             m = meta.get("machine") or {}
             log(f"warning: {key}: the cached model was trained on another machine type "
                 f"({m.get('device', '?')}, {m.get('cpu', 'unknown CPU')}, {m.get('isa', '?')}, "
-                f"{m.get('accelerator') or 'no GPU'}); its scores can differ from a fit here; --no-cache refits")
+                f"{m.get('accelerator') or 'no GPU'}); its scores can differ from a fit here; --no-cache refits", level=logging.WARNING)
         log(f"{key}: loaded cached model {model_dir} (fitted in {meta['seconds']:.1f}s)")
         return meta["seconds"], meta.get("peak_mem_mib", float("nan")), True, meta.get("report", {})
 
