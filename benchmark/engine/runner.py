@@ -16,7 +16,7 @@ import logging
 import contextlib
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from ood_bench.utils.progress import log
 from ood_bench.methods.registry import METHODS
 from ood_bench.data import DataContext, ImageDataset, load_dataset
 from ood_bench.data.registry import looks_like_path
-from ood_bench.methods.base import MethodConfig, OODMethod, RunContext, ScoreBatch
+from ood_bench.methods.base import MethodConfig, OODMethod, RunContext
 from ood_bench.methods.training import fixed_threads, resumed_seconds
 
 DEFAULT_BATCH = 128

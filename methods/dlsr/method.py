@@ -224,7 +224,6 @@ class DLSR(OODMethod):
         (directory / "dlsr.json").write_text(json.dumps({"losses": self.losses}))
 
     def load(self, directory: Path) -> None:
-        c = self.config
         feats = self._ensure_features()
         self.model = LFDN.from_pretrained(directory / "lfdn", low_cpu_mem_usage=False).to(self.device).eval()
         if self.model.config.dim != feats.dim:
