@@ -52,6 +52,13 @@ class MethodConfig:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
+    def require_own_score(self) -> None:
+        """For methods that compute a single score: ``score`` must keep the value its config
+        class declares (the method cannot output another one). Call from ``__post_init__``."""
+        own = type(self).__dataclass_fields__["score"].default
+        if self.score != own:
+            raise ValueError(f"score must be {own} (the method's only score)")
+
 
 def _plain(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v

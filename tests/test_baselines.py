@@ -72,3 +72,10 @@ def test_baseline_config_errors_are_one_line(capsys):
                "--set", "knn.weights=random", "knn.k=50", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: knn.k = 50 exceeds the 10 ID training images")
+
+
+@pytest.mark.parametrize("name", ["pixel-mahalanobis", "mahalanobis", "knn", "msp", "energy"])
+def test_single_score_baselines_refuse_another_score_up_front(name, capsys):
+    rc = main(["run", "--method", name, "--id", "digits04", "--ood", "noise", "--set", f"{name}.score=mse", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: {name}: score must be ")

@@ -40,9 +40,7 @@ class ClassifierScoreConfig(ClassifierOptions):
     temperature: float = score_option(1.0, "energy temperature T")
 
     def __post_init__(self) -> None:
-        own = type(self).__dataclass_fields__["score"].default  # each method has one score
-        if self.score != own:
-            raise ValueError(f"score must be {own}")
+        self.require_own_score()
         if self.temperature <= 0:
             raise ValueError("temperature must be positive")
 

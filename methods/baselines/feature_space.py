@@ -69,6 +69,9 @@ class FeatureSpaceMethod(OODMethod):
 class FeatureMahalanobisConfig(FeatureOptions):
     score: str = score_option("mahalanobis", "the only score: squared Mahalanobis distance")
 
+    def __post_init__(self) -> None:
+        self.require_own_score()
+
 
 @register_method("mahalanobis")
 class FeatureMahalanobis(FeatureSpaceMethod):
@@ -110,6 +113,7 @@ class KNNConfig(FeatureOptions):
     k: int = score_option(50, "which neighbour (Sun et al.: 50 on CIFAR-10)")
 
     def __post_init__(self) -> None:
+        self.require_own_score()
         if self.k < 1:
             raise ValueError("k must be at least 1")
 

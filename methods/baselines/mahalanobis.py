@@ -27,8 +27,7 @@ class PixelMahalanobisConfig(MethodConfig):
     channels: int = fit_option(3, "1 (luminance) or 3 (RGB)")
 
     def __post_init__(self) -> None:
-        if self.score != "mahalanobis":
-            raise ValueError("score must be mahalanobis")
+        self.require_own_score()
         if self.image_size <= 0 or self.channels not in (1, 3):
             raise ValueError("image_size must be positive and channels 1 or 3")
 
