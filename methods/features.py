@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ood_bench.data.base import ImageDataset
-from ood_bench.data.loading import make_loader
+from ood_bench.data.loading import device_batches
 from ood_bench.methods.backbones import create_backbone, resolve_weights_file
 from ood_bench.methods.base import MethodConfig, fit_option
 from ood_bench.utils.device import autocast
@@ -100,11 +100,14 @@ def layerwise_cosine(a: torch.Tensor, b: torch.Tensor, slices: list[tuple[int, i
 
 def extract_features(feats: MultiLayerFeatures, data: ImageDataset, transform: Callable,
                      batch_size: int, workers: int, device: torch.device, desc: str) -> torch.Tensor:
-    """Feature vectors ``(N, c)`` of every image of ``data``, in dataset order (float32, CPU)."""
-    loader = make_loader(data, transform, batch_size, workers)
+    """Feature vectors ``(N, c)`` of every image of ``data``, in dataset order (float32, CPU).
+
+    ``transform``: pass the method's :meth:`~ood_bench.methods.base.OODMethod.loader_transform`
+    so that on CUDA images are resized on the GPU; vectors stay there until the end."""
     out = []
     with torch.no_grad():
-        for x, _, _ in progress(loader, desc, unit="batch"):
+        batches = device_batches(data, transform, batch_size, device, workers)
+        for x, _, _ in progress(batches, desc, total=-(-len(data) // batch_size), unit="batch"):
             with autocast(device):
-                out.append(feats(x.to(device)).float().cpu())
-    return torch.cat(out)
+                out.append(feats(x).float())
+    return torch.cat(out).cpu()

@@ -143,7 +143,7 @@ def unet_from_config(c: PixelDiffusionConfig, num_class_embeds: int | None = Non
 
 def train_unet(c: PixelDiffusionConfig, images: torch.Tensor, device: torch.device, seed: int,
                work_dir: Path | None, desc: str, labels: torch.Tensor | None = None,
-               num_classes: int | None = None, label_dropout: float = 0.0) -> TrainResult:
+               num_classes: int | None = None, label_dropout: float = 0.0, compile: bool = False) -> TrainResult:
     """Train a UNet on uint8 images ``(N, C, H, W)`` with the simple ε loss; class-conditional
     when ``labels``/``num_classes`` are given (index ``num_classes`` = null class, used with
     probability ``label_dropout``)."""
@@ -167,7 +167,7 @@ def train_unet(c: PixelDiffusionConfig, images: torch.Tensor, device: torch.devi
                      grad_clip=c.grad_clip, ema_decay=c.ema_decay, checkpoint_every=c.checkpoint_every)
     tensors = (images,) if labels is None else (images, labels)
     return train(unet, tensors, loss_fn, spec, device, seed, work_dir, desc=desc,
-                 checkpoint_name=f"{desc.replace(' ', '_')}_state")
+                 checkpoint_name=f"{desc.replace(' ', '_')}_state", compile=compile)
 
 
 class PixelDiffusionMethod(ExampleRows, OODMethod):
@@ -212,3 +212,6 @@ class PixelDiffusionMethod(ExampleRows, OODMethod):
         self.unet = UNet2DModel.from_pretrained(directory / "unet", low_cpu_mem_usage=False).to(self.device).eval()
         if (directory / "scheduler").is_dir():
             self.scheduler = DDPMScheduler.from_pretrained(directory / "scheduler")
+
+    def inference_networks(self) -> list[torch.nn.Module]:
+        return [self.unet]

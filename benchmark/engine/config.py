@@ -50,6 +50,8 @@ class RunConfig:
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
+    compile: str = "auto"
+    precision: str = "auto"
     data_root: str = "~/data"
     download: bool = False
     batch_size: int | None = None

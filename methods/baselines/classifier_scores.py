@@ -65,6 +65,9 @@ class ClassifierScore(OODMethod):
         if config.classifier_path:
             classifier_file(config.classifier_path)
 
+    def inference_networks(self) -> list[torch.nn.Module]:
+        return [self.classifier]
+
     def transform(self, img) -> torch.Tensor:
         return self._transform(img)
 

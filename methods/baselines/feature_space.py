@@ -47,13 +47,16 @@ class FeatureSpaceMethod(OODMethod):
     def transform(self, img) -> torch.Tensor:
         return self._transform(img)
 
+    def inference_networks(self) -> list[torch.nn.Module]:
+        return [self.features]
+
     def _ensure_features(self) -> MultiLayerFeatures:
         if self.features is None:
             self.features, _ = build_features(self.config, self.device)
         return self.features
 
     def train_vectors(self, train: ImageDataset) -> torch.Tensor:
-        return extract_features(self._ensure_features(), train, self.transform, self.ctx.batch_size,
+        return extract_features(self._ensure_features(), train, self.loader_transform(), self.ctx.batch_size,
                                 self.ctx.workers, self.device, f"{self.name} features {train.name}")
 
     def vectors(self, x: torch.Tensor) -> torch.Tensor:

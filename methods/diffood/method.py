@@ -111,6 +111,9 @@ class DiffOOD(PixelDiffusionMethod):
         self.classifier = self._new_classifier().to(self.device).eval()
         self.unet = unet_from_config(c, num_classes + 1).to(self.device).eval()
 
+    def inference_networks(self) -> list[torch.nn.Module]:
+        return [self.classifier, self.unet]
+
     def _fit_unet(self, x: torch.Tensor, y: torch.Tensor) -> UNet2DModel:
         c = self.config
         if c.unet:

@@ -77,6 +77,7 @@ class DLSR(OODMethod):
         self.model: LFDN | None = None
         self.first_model: LFDN | None = None
         self.losses: list[float] = []
+        self._ddim: DDIMScheduler | None = None
 
     @classmethod
     def with_budget(cls, config: DLSRConfig, steps: int | None, reps: int | None) -> DLSRConfig:
@@ -116,9 +117,12 @@ class DLSR(OODMethod):
                              beta_schedule="scaled_linear", prediction_type="sample", clip_sample=False)
 
     def ddim_scheduler(self) -> DDIMScheduler:
-        sched = DDIMScheduler.from_config(self.noise_scheduler().config, set_alpha_to_one=True)
-        sched.set_timesteps(self.config.timesteps)  # stride 1: t → t−1 → … → 0 → clean
-        return sched
+        """The stride-1 DDIM sampler, built once (its step is stateless; building it per batch
+        cost host time on every batch)."""
+        if self._ddim is None:
+            self._ddim = DDIMScheduler.from_config(self.noise_scheduler().config, set_alpha_to_one=True)
+            self._ddim.set_timesteps(self.config.timesteps)  # stride 1: t → t−1 → … → 0 → clean
+        return self._ddim
 
     def _ensure_features(self) -> MultiLayerFeatures:
         if self.features is None:
@@ -130,7 +134,7 @@ class DLSR(OODMethod):
 
     def extract(self, data: ImageDataset, desc: str) -> torch.Tensor:
         """Feature vectors ``(N, c)`` of every image, in dataset order (float32, CPU)."""
-        return extract_features(self._ensure_features(), data, self.transform, self.ctx.batch_size,
+        return extract_features(self._ensure_features(), data, self.loader_transform(), self.ctx.batch_size,
                                 self.ctx.workers, self.device, desc)
 
     # ------------------------------------------------------------------ contract
@@ -189,6 +193,9 @@ class DLSR(OODMethod):
         feats = self._ensure_features()
         self.model = LFDN(feats.dim, c.width, c.blocks).to(self.device).eval()
         self.first_model = LFDN(feats.dim, c.width, c.blocks).to(self.device).eval()
+
+    def inference_networks(self) -> list[torch.nn.Module]:
+        return [self.features, self.model, self.first_model]
 
     def reconstruct(self, model: LFDN, z0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Noise ``z0`` to ``t`` with ``eps`` and run the DDIM chain back to the x0 estimate."""

@@ -28,10 +28,14 @@ def inpaint(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor, mask:
             steps: int, generator: torch.Generator, show_progress: bool = False) -> torch.Tensor:
     """Inpaint the ``mask == 0`` pixels of ``x0`` ``(N, C, H, W)``; returns ``(N, C, H, W)`` float32."""
     sched = DDPMScheduler.from_config(scheduler.config)
-    sched.set_timesteps(steps, device=x0.device)
-    ts = sched.timesteps
+    sched.set_timesteps(steps)
+    ts = sched.timesteps.tolist()  # host ints: a device tensor here made every step sync (`if t > 0`)
+
+    def level(t: int) -> torch.Tensor:
+        return torch.full((len(x0),), t, device=x0.device, dtype=torch.long)
+
     noise = torch.randn(x0.shape, device=x0.device, generator=generator)
-    start = sched.add_noise(x0, noise, ts[:1].expand(len(x0)))
+    start = sched.add_noise(x0, noise, level(ts[0]))
     x = mask * start + (1 - mask) * torch.randn(x0.shape, device=x0.device, generator=generator)
     it = progress(range(len(ts)), "inpainting", unit="step") if show_progress else range(len(ts))
     for k in it:
@@ -41,7 +45,7 @@ def inpaint(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor, mask:
         x = sched.step(eps, t, x, generator=generator).prev_sample
         if k + 1 < len(ts):
             fresh = torch.randn(x0.shape, device=x0.device, generator=generator)
-            known = sched.add_noise(x0, fresh, ts[k + 1:k + 2].expand(len(x0)))
+            known = sched.add_noise(x0, fresh, level(ts[k + 1]))
         else:
             known = x0
         x = mask * known + (1 - mask) * x
