@@ -47,7 +47,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ood_bench.utils import atomic
 from ood_bench.utils import distributed as dist
-from ood_bench.utils.device import autocast
+from ood_bench.utils.device import autocast, fast_path
 from ood_bench.utils.errors import TrainingDivergedError
 from ood_bench.utils.progress import log, progress
 
@@ -181,6 +181,7 @@ def train(
     work_dir: Path | None = None,
     desc: str = "training",
     checkpoint_name: str = "train_state",
+    compile: bool = False,
 ) -> TrainResult:
     """Train ``model`` on in-memory ``tensors`` (CPU, first dim = samples).
 
@@ -189,15 +190,22 @@ def train(
     epochs and the finished network as ``<checkpoint_name>.done.pt``; the next call with the same
     ``work_dir`` and name resumes from the first or returns the second without training.
 
+    GPU fast path: bf16 autocast and channels_last weights (on CUDA, precision ``auto``),
+    ``torch.compile`` of the network ``loss_fn`` calls when ``compile`` (``model`` itself stays
+    uncompiled, so EMA, checkpoints and state_dict keys are unchanged), and no host
+    synchronisation per step: the epoch's loss is summed on the device in float64 (the same
+    values as a per-step ``float(loss)``) and read once per epoch.
+
     Raises:
         TrainingDivergedError: an epoch's loss is NaN or infinite.
     """
     with fixed_threads(device):
-        return _train(model, tensors, loss_fn, spec, device, seed, work_dir, desc, checkpoint_name)
+        return _train(model, tensors, loss_fn, spec, device, seed, work_dir, desc, checkpoint_name, compile)
 
 
 def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn, spec: TrainSpec,
-           device: torch.device, seed: int, work_dir: Path | None, desc: str, checkpoint_name: str) -> TrainResult:
+           device: torch.device, seed: int, work_dir: Path | None, desc: str, checkpoint_name: str,
+           compile: bool = False) -> TrainResult:
     n = len(tensors[0])
     steps_per_epoch = n // spec.batch_size if spec.drop_last else math.ceil(n / spec.batch_size)
     if steps_per_epoch == 0:
@@ -210,6 +218,8 @@ def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn,
         raise ValueError(f"{desc}: a global batch of {min(n, spec.batch_size)} cannot be split over {world} ranks")
 
     model.to(device).train()
+    if fast_path(device):  # NHWC convolutions: what tensor cores want
+        model.to(memory_format=torch.channels_last)
     if world > 1 and device.type == "cuda":  # BatchNorm over the global batch, as one process
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     opt = _make_optimizer(model, spec)
@@ -243,6 +253,8 @@ def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn,
     # rank 0's weights once, which equal everyone's after the same init or checkpoint)
     net = model if world == 1 else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
+    if compile:
+        net = torch.compile(net)  # shares model's parameters
 
     def save_checkpoint(epoch: int) -> None:
         state = {"model": model.state_dict(), "opt": opt.state_dict(),
@@ -256,7 +268,7 @@ def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn,
         g_cpu = torch.Generator().manual_seed(seed * 100_003 + epoch)
         g_dev = torch.Generator(device=device).manual_seed(seed * 100_003 + epoch + rank * 2**40)
         perm = torch.randperm(n, generator=g_cpu)
-        total_loss, count = 0.0, 0
+        total_loss, count = torch.zeros((), dtype=torch.float64, device=device), 0
         for b in range(steps_per_epoch):
             idx = perm[b * spec.batch_size:(b + 1) * spec.batch_size]
             if drop_last and len(idx) < spec.batch_size:
@@ -276,11 +288,12 @@ def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn,
             opt.step()
             if ema is not None:
                 ema.step(model.parameters())
-            total_loss += float(loss.detach()) * len(mine)
+            total_loss += loss.detach().double() * len(mine)  # no host sync per step
             count += len(mine)
+        epoch_loss = float(total_loss)
         if world > 1:  # the epoch's mean loss over the global batches
-            total_loss, count = dist.all_reduce_sum([total_loss, count], device)
-        losses.append(total_loss / max(count, 1))
+            epoch_loss, count = dist.all_reduce_sum([epoch_loss, count], device)
+        losses.append(epoch_loss / max(count, 1))
         if not math.isfinite(losses[-1]):
             # the weights are NaN now; caching them would make every later run fail on them
             raise TrainingDivergedError(
