@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--bootstrap", type=int, help="bootstrap resamples for intervals and p-values (default 1000; 0 = none)")
     r.add_argument("--json", action="store_true",
                    help="print a JSON summary (run folder, status, outputs, leaderboard) instead of the table")
+    _fast_path_flags(r)
     _plugin_flag(r)
 
     sp = sub.add_parser("speed", parents=common, help="time the scoring of methods at their configured sizes (untrained weights)",
@@ -90,9 +91,16 @@ def _parser() -> argparse.ArgumentParser:
                                     "times scoring on random images; see benchmark/speed.py.")
     _preset_flags(sp)
     sp.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
-    sp.add_argument("--images", type=int, default=8, help="images to time (default 8)")
+    sp.add_argument("--images", type=int, help="images to time (default 8; with --data: the whole set)")
     sp.add_argument("--batch-size", type=int, help="images per batch (default: per method)")
-    sp.add_argument("--timing-steps", type=int, help="time at this many sampling steps and extrapolate to the full budget")
+    sp.add_argument("--timing-steps", type=int, help="time chains longer than this at this many sampling steps and "
+                                                     "extrapolate to the full budget (sampler evaluations only)")
+    sp.add_argument("--data", metavar="NAME_OR_FOLDER", help="end to end: score this dataset's test split or image "
+                                                             "folder, reading and decoding included")
+    sp.add_argument("--data-root", help="folder holding the standard datasets (default ~/data)")
+    sp.add_argument("--workers", type=int, help="DataLoader workers for --data read from disk (default 2)")
+    sp.add_argument("--min-time", type=float, default=1.0, help="seconds of timed passes per budget (median; default 1)")
+    _fast_path_flags(sp)
     _plugin_flag(sp)
 
     ls = sub.add_parser("list", parents=common, help="presets, registered methods and datasets")
@@ -153,6 +161,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fast_path_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile", choices=("auto", "on", "graphs", "off"),
+                   help="torch.compile the scoring networks (auto: on for CUDA; graphs: + CUDA graphs)")
+    p.add_argument("--precision", choices=("auto", "fp32"),
+                   help="auto: bf16 autocast + channels_last on CUDA; fp32: the plain path (reference)")
+
+
 def _plugin_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="FILE_OR_MODULE",
                    help="load methods/datasets from a .py file or an importable module (repeatable)")
@@ -169,8 +184,9 @@ def preset_config(args: argparse.Namespace):
     cfg.preset = str(preset)
     if args.methods:
         cfg.methods = list(args.methods)
-    if args.device is not None:
-        cfg.device = args.device
+    for flag in ("device", "compile", "precision"):
+        if getattr(args, flag) is not None:
+            setattr(cfg, flag, getattr(args, flag))
     for m, opts in parse_set(args.sets).items():
         cfg.method_options.setdefault(m, {}).update(opts)
     cfg.plugins += [p for p in args.plugins if p not in cfg.plugins]
@@ -240,20 +256,33 @@ def _terminal_table(board) -> str:
 
 # ------------------------------------------------------------------------------ speed
 def cmd_speed(args: argparse.Namespace) -> int:
+    from ood_bench.data import DataContext, load_dataset
     from ood_bench.engine.manifest import device_info
     from ood_bench.engine.runner import prepare_methods
-    from ood_bench.engine.speed import format_table, measure
+    from ood_bench.engine.speed import SpeedSetup, format_table, measure
     from ood_bench.plugins import load_plugins
     from ood_bench.utils import progress
 
     progress.set_enabled(False)
     preset, cfg = preset_config(args)
+    if args.images is not None and args.images <= 0:
+        raise ConfigError("--images must be a positive number")
+    if args.min_time <= 0:
+        raise ConfigError("--min-time must be a positive number of seconds")
     load_plugins(cfg.plugins)
     prep = prepare_methods(cfg)
-    results = measure(prep, args.images, args.batch_size, args.timing_steps)
+    data = None
+    if args.data:
+        ctx = DataContext(root=Path(args.data_root or cfg.data_root), download=False, skip_unreadable=False)
+        data = load_dataset(args.data, "test", ctx)
+    setup = SpeedSetup(images=args.images, batch_size=args.batch_size, timing_steps=args.timing_steps, data=data,
+                       workers=cfg.workers if args.workers is None else args.workers, min_time=args.min_time,
+                       compile=cfg.compile)
+    results = measure(prep, setup)
     info = device_info(prep.device)
-    print(f"scoring speed, {preset.stem} settings, device {info['type']} ({info['name']}), "
-          f"{info['torch_threads']} torch threads, untrained weights")
+    mode = f"end to end on {args.data} (reading and decoding included)" if data is not None else "model only, random images"
+    print(f"scoring speed, {preset.stem} settings, {mode}, device {info['type']} ({info['name']}), "
+          f"{info['torch_threads']} torch threads, precision {cfg.precision}, compile {cfg.compile}, untrained weights")
     print(format_table(results))
     return 0
 

@@ -162,17 +162,26 @@ def test_merged_leaderboard_is_the_union_of_its_parts(tmp_path, capsys):
 
 
 def test_speed_command_times_untrained_methods_and_extrapolates(capsys):
-    assert main(["speed", "--method", "dlsr", "lmd", "diffood", "--images", "4", "--timing-steps", "2",
-                 "--set", "dlsr.image_size=32", "dlsr.width=32", "dlsr.blocks=1"]) == 0
+    assert main(["speed", "--method", "dlsr", "lmd", "diffood", "--images", "2", "--timing-steps", "2",
+                 "--min-time", "0.001", "--set", "dlsr.image_size=32", "dlsr.width=32", "dlsr.blocks=1"]) == 0
     out = capsys.readouterr().out
-    assert "embedded settings" in out
+    assert "embedded settings" in out and "model only" in out
     lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.split() and ln.split()[0] in ("dlsr", "lmd", "diffood")}
     assert set(lines) == {"dlsr", "lmd", "diffood"}
     lmd = lines["lmd"].split()
     assert lmd[1] == "85" and lmd[2] == "13"  # 4 reps x 20 steps + 5 Lite0 passes; timed at 2 steps
-    assert "(extrapolated)" in lines["lmd"]
+    assert "(extrapolated)" in lines["lmd"] and "unet 80 + features 5" in lines["lmd"]
     dlsr = lines["dlsr"].split()
     assert dlsr[1] == "9" and dlsr[2] == "5"  # steps = t + 1 = 2 → backbone + 2 models x 2 LFDN passes
+    assert "backbone 1 + lfdn 8" in lines["dlsr"]
+
+
+def test_speed_timing_steps_never_lengthen_a_chain(capsys):
+    # DLSR's chain has 4 steps: --timing-steps 10 times it as it is (9 evaluations, not 21)
+    assert main(["speed", "--method", "dlsr", "--images", "2", "--timing-steps", "10", "--min-time", "0.001",
+                 "--set", "dlsr.image_size=32", "dlsr.width=32", "dlsr.blocks=1"]) == 0
+    row = next(ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith("dlsr"))
+    assert row[1] == row[2] == "9" and "(extrapolated)" not in " ".join(row)
 
 
 def test_bootstrap_zero_with_several_methods(tmp_path):
@@ -184,7 +193,7 @@ def test_bootstrap_zero_with_several_methods(tmp_path):
     assert pd.read_csv(out / "per_set.csv")["auroc_low"].isna().all()
 
 
-@pytest.mark.parametrize("steps", ["200", "0"])
-def test_speed_with_an_impossible_timing_budget_is_a_one_line_error(capsys, steps):
-    rc, line = _err(capsys, ["speed", "--method", "dlsr", "--images", "2", "--timing-steps", steps])
+@pytest.mark.parametrize("method,steps", [("diffood", "7"), ("dlsr", "0")])
+def test_speed_with_an_impossible_timing_budget_is_a_one_line_error(capsys, method, steps):
+    rc, line = _err(capsys, ["speed", "--method", method, "--images", "2", "--timing-steps", steps])
     assert rc == 2 and line.startswith("error: ")
