@@ -44,9 +44,11 @@ def ddim_scheduler(noise: DDPMScheduler, stride: int) -> DDIMScheduler:
 
 @torch.no_grad()
 def guided_denoise(unet: UNet2DModel, noise: DDPMScheduler, xt: torch.Tensor, start: int, stride: int,
-                   labels: torch.Tensor, null_label: int, scale: float) -> torch.Tensor:
-    """Deterministic guided DDIM from ``xt`` (at timestep ``start``) to the level of timestep 0."""
-    sched = ddim_scheduler(noise, stride)
+                   labels: torch.Tensor, null_label: int, scale: float,
+                   prepared: DDIMScheduler | None = None) -> torch.Tensor:
+    """Deterministic guided DDIM from ``xt`` (at timestep ``start``) to the level of timestep 0.
+    ``prepared``: ``ddim_scheduler(noise, stride)`` built beforehand (its step is stateless)."""
+    sched = prepared or ddim_scheduler(noise, stride)
     x = xt
     for t in ddim_timesteps(start, stride):
         eps = guided_eps(unet, x, t, labels, null_label, scale)

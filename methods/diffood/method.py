@@ -42,7 +42,7 @@ from ood_bench.methods.base import BatchOutput
 from ood_bench.methods.diffood.classifier import (Classifier, classifier_file, fit_classifier, new_classifier,
                                                   save_classifier)
 from ood_bench.methods.diffood.config import DiffOODConfig
-from ood_bench.methods.diffood.guidance import ddim_timesteps, guided_denoise
+from ood_bench.methods.diffood.guidance import ddim_scheduler, ddim_timesteps, guided_denoise
 from ood_bench.methods.unet import PixelDiffusionMethod, load_unet, train_unet, unet_from_config
 
 
@@ -63,6 +63,7 @@ class DiffOOD(PixelDiffusionMethod):
         self.classifier: Classifier | None = None
         self.num_classes = 0
         self.report: dict[str, float] = {}
+        self._ddim = None  # the guided DDIM sampler, built on the first batch
 
     @classmethod
     def with_budget(cls, config: DiffOODConfig, steps: int | None, reps: int | None) -> DiffOODConfig:
@@ -149,7 +150,10 @@ class DiffOOD(PixelDiffusionMethod):
         scores = {}
         for t in c.timesteps:
             xt = noised(t)
-            den = guided_denoise(self.unet, self.scheduler, xt, t, c.stride, labels, self.num_classes, c.guidance)
+            if self._ddim is None:
+                self._ddim = ddim_scheduler(self.scheduler, c.stride)
+            den = guided_denoise(self.unet, self.scheduler, xt, t, c.stride, labels, self.num_classes, c.guidance,
+                                 prepared=self._ddim)
             den01 = ((den + 1) / 2).clamp(0, 1)
             views = self._views(den01)
             for s in c.spaces:

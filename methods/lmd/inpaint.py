@@ -23,12 +23,21 @@ from ood_bench.utils.device import autocast
 from ood_bench.utils.progress import progress
 
 
-@torch.no_grad()
-def inpaint(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor, mask: torch.Tensor,
-            steps: int, generator: torch.Generator, show_progress: bool = False) -> torch.Tensor:
-    """Inpaint the ``mask == 0`` pixels of ``x0`` ``(N, C, H, W)``; returns ``(N, C, H, W)`` float32."""
+def sampler(scheduler: DDPMScheduler, steps: int) -> DDPMScheduler:
+    """A copy of ``scheduler`` set to ``steps`` sampling steps (its ``step`` is stateless, so a
+    caller may build it once and reuse it for every batch)."""
     sched = DDPMScheduler.from_config(scheduler.config)
     sched.set_timesteps(steps)
+    return sched
+
+
+@torch.no_grad()
+def inpaint(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor, mask: torch.Tensor,
+            steps: int, generator: torch.Generator, show_progress: bool = False,
+            prepared: DDPMScheduler | None = None) -> torch.Tensor:
+    """Inpaint the ``mask == 0`` pixels of ``x0`` ``(N, C, H, W)``; returns ``(N, C, H, W)`` float32.
+    ``prepared``: ``sampler(scheduler, steps)`` built beforehand (else built here)."""
+    sched = prepared or sampler(scheduler, steps)
     ts = sched.timesteps.tolist()  # host ints: a device tensor here made every step sync (`if t > 0`)
 
     def level(t: int) -> torch.Tensor:

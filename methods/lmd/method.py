@@ -31,7 +31,7 @@ from ood_bench.data.loading import materialize
 from ood_bench.methods.base import BatchOutput
 from ood_bench.methods.lmd.config import LMDConfig
 from ood_bench.methods.lmd.distances import DISTANCE_TYPES, Distance, build_distance, check_lpips_weights
-from ood_bench.methods.lmd.inpaint import inpaint
+from ood_bench.methods.lmd.inpaint import inpaint, sampler
 from ood_bench.methods.lmd.masks import make_masks
 from ood_bench.methods.unet import PixelDiffusionMethod, load_unet, train_unet
 
@@ -51,6 +51,7 @@ class LMD(PixelDiffusionMethod):
     def __init__(self, config: LMDConfig, ctx) -> None:
         super().__init__(config, ctx)
         self._distances: dict[str, Distance] | None = None
+        self._sampler = None  # the DDPM sampler at `steps`, built on the first batch
         self.losses: list[float] = []
 
     @classmethod
@@ -90,7 +91,9 @@ class LMD(PixelDiffusionMethod):
         c = self.config
         masks = make_masks(c.mask, len(x), reps, c.image_size, c.mask_blocks, generator, patch=c.random_patch)
         x0 = (x * 2 - 1).repeat_interleave(reps, 0)
-        rec = inpaint(self.unet, self.scheduler, x0, masks, c.steps, generator)
+        if self._sampler is None:
+            self._sampler = sampler(self.scheduler, c.steps)
+        rec = inpaint(self.unet, self.scheduler, x0, masks, c.steps, generator, prepared=self._sampler)
         return masks, ((rec + 1) / 2).clamp(0, 1)
 
     def score_batch(self, x: torch.Tensor, generator: torch.Generator) -> BatchOutput:
