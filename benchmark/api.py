@@ -46,7 +46,7 @@ from ood_bench.results import MethodResult
 from ood_bench.utils import progress as _progress
 from ood_bench.utils import distributed as dist
 from ood_bench.utils.atomic import write_json
-from ood_bench.utils.device import resolve_device
+from ood_bench.utils.device import allow_eager_fallback, compile_enabled, resolve_device
 
 DEFAULT_PRESET = "embedded"
 
@@ -169,13 +169,14 @@ def execute(cfg: RunConfig, command: str, show_progress: bool = True) -> RunResu
 
 def create_method(name: str, *, preset: str | Path | None = None, device: str = "auto", seed: int = 0,
                   batch_size: int | None = None, workers: int = 0, work_dir: str | Path | None = None,
-                  plugins: Iterable[str] = (), **options: Any) -> OODMethod:
+                  compile: str = "auto", plugins: Iterable[str] = (), **options: Any) -> OODMethod:
     """One detector, ready for ``fit(train)`` and ``score(data)``, outside any run.
 
     Options are the method's (``ood-bench list --options``); ``preset`` first applies a preset's
     options for this method (e.g. ``"embedded"`` for CPU sizes). Global RNGs are seeded as the
     runner seeds them before ``fit``, so ``fit`` trains the model a run with the same seed trains.
-    ``work_dir`` keeps resumable training checkpoints.
+    ``work_dir`` keeps resumable training checkpoints; ``compile`` is ``--compile``
+    (``auto``: ``torch.compile`` on CUDA, never on a CPU).
     """
     load_plugins(list(plugins))
     key = METHODS.canonical(name)
@@ -187,7 +188,10 @@ def create_method(name: str, *, preset: str | Path | None = None, device: str = 
     opts.update(options)
     mcfg = build_dataclass(cls.config_cls, opts, key)
     cls.preflight(mcfg)
-    ctx = RunContext(device=resolve_device(device), seed=seed,
+    dev = resolve_device(device)
+    compile_enabled(compile, dev)  # a bad mode fails before any work
+    allow_eager_fallback(compile, dev)
+    ctx = RunContext(device=dev, seed=seed, compile=compile,
                      batch_size=batch_size or getattr(cls, "default_batch_size", DEFAULT_BATCH),
                      workers=workers, work_dir=Path(work_dir) if work_dir is not None else None)
     method = cls(mcfg, ctx)

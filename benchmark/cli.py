@@ -100,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--data-root", help="folder holding the standard datasets (default ~/data)")
     sp.add_argument("--workers", type=int, help="DataLoader workers for --data read from disk (default 2)")
     sp.add_argument("--min-time", type=float, default=1.0, help="seconds of timed passes per budget (median; default 1)")
+    sp.add_argument("--train", action="store_true", help="time UNet training (LMD, DiffOOD) instead of scoring: "
+                                                         "img/s at the train batch size (--batch-size overrides)")
+    sp.add_argument("--train-steps", type=int, default=25,
+                    help="--train: steps of the longer of the two timed trainings (default 25)")
     _fast_path_flags(sp)
     _plugin_flag(sp)
 
@@ -185,7 +189,7 @@ def preset_config(args: argparse.Namespace):
     if args.methods:
         cfg.methods = list(args.methods)
     for flag in ("device", "compile", "precision"):
-        if getattr(args, flag) is not None:
+        if getattr(args, flag, None) is not None:
             setattr(cfg, flag, getattr(args, flag))
     for m, opts in parse_set(args.sets).items():
         cfg.method_options.setdefault(m, {}).update(opts)
@@ -267,10 +271,15 @@ def cmd_speed(args: argparse.Namespace) -> int:
     preset, cfg = preset_config(args)
     if args.images is not None and args.images <= 0:
         raise ConfigError("--images must be a positive number")
+    if args.timing_steps is not None and args.timing_steps <= 0:
+        raise ConfigError("--timing-steps must be a positive number of sampling steps")
     if args.min_time <= 0:
         raise ConfigError("--min-time must be a positive number of seconds")
     load_plugins(cfg.plugins)
     prep = prepare_methods(cfg)
+    info = device_info(prep.device)
+    if args.train:
+        return _speed_training(args, preset, cfg, prep, info)
     data = None
     if args.data:
         ctx = DataContext(root=Path(args.data_root or cfg.data_root), download=False, skip_unreadable=False)
@@ -279,11 +288,28 @@ def cmd_speed(args: argparse.Namespace) -> int:
                        workers=cfg.workers if args.workers is None else args.workers, min_time=args.min_time,
                        compile=cfg.compile)
     results = measure(prep, setup)
-    info = device_info(prep.device)
     mode = f"end to end on {args.data} (reading and decoding included)" if data is not None else "model only, random images"
     print(f"scoring speed, {preset.stem} settings, {mode}, device {info['type']} ({info['name']}), "
           f"{info['torch_threads']} torch threads, precision {cfg.precision}, compile {cfg.compile}, untrained weights")
     print(format_table(results))
+    return 0
+
+
+def _speed_training(args: argparse.Namespace, preset: Path, cfg, prep, info: dict) -> int:
+    from ood_bench.engine.speed import format_training_table, measure_training
+    from ood_bench.utils.device import compile_enabled
+
+    if args.train_steps < 2:
+        raise ConfigError("--train-steps must be at least 2")
+    if args.batch_size is not None and args.batch_size <= 0:
+        raise ConfigError("--batch-size must be a positive number")
+    results = measure_training(prep, args.train_steps, args.batch_size,
+                               "inductor" if compile_enabled(cfg.compile, prep.device) else None)
+    if not results:
+        raise ConfigError(f"none of {', '.join(prep.methods)} trains a UNet; --train times LMD's and DiffOOD's")
+    print(f"UNet training speed, {preset.stem} settings, random images, device {info['type']} ({info['name']}), "
+          f"{info['torch_threads']} torch threads, precision {cfg.precision}, compile {cfg.compile}")
+    print(format_training_table(results))
     return 0
 
 

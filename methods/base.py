@@ -249,14 +249,23 @@ class OODMethod(abc.ABC):
         t = getattr(self, "_transform", None)
         return t if isinstance(t, ImageTransform) else self.transform
 
+    def compiles(self) -> bool:
+        """Whether ``torch.compile`` applies to this method's networks, in scoring and training
+        (``ctx.compile`` on its device: ``auto`` = on CUDA only)."""
+        return compile_enabled(self.ctx.compile, self.device)
+
+    def training_compile(self) -> str | None:
+        """The ``torch.compile`` backend for this method's training steps; ``None`` = eager."""
+        return self.ctx.compile_backend if self.compiles() else None
+
     def prepare_inference(self) -> bool:
         """Apply the fast path to :meth:`inference_networks` once; ``True`` on that first call
         when the networks are compiled (the next network call then pays the compilation)."""
         if getattr(self, "_inference_ready", False):
             return False
         self._inference_ready = True
-        nets = self.inference_networks()
-        on = compile_enabled(self.ctx.compile, self.device)
+        nets = [n for n in self.inference_networks() if n is not None]
+        on = self.compiles()
         for net in nets:
             prepare_network(net, self.device, on, self.ctx.compile_backend, graphs=self.ctx.compile == "graphs")
         return on and bool(nets)

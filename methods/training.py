@@ -181,7 +181,7 @@ def train(
     work_dir: Path | None = None,
     desc: str = "training",
     checkpoint_name: str = "train_state",
-    compile: bool = False,
+    compile: str | None = None,
 ) -> TrainResult:
     """Train ``model`` on in-memory ``tensors`` (CPU, first dim = samples).
 
@@ -191,7 +191,8 @@ def train(
     ``work_dir`` and name resumes from the first or returns the second without training.
 
     GPU fast path: bf16 autocast and channels_last weights (on CUDA, precision ``auto``),
-    ``torch.compile`` of the network ``loss_fn`` calls when ``compile`` (``model`` itself stays
+    ``torch.compile`` of the network ``loss_fn`` calls with the backend named by ``compile``
+    (``None``: eager; ``model`` itself stays
     uncompiled, so EMA, checkpoints and state_dict keys are unchanged), and no host
     synchronisation per step: the epoch's loss is summed on the device in float64 (the same
     values as a per-step ``float(loss)``) and read once per epoch.
@@ -205,7 +206,7 @@ def train(
 
 def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn, spec: TrainSpec,
            device: torch.device, seed: int, work_dir: Path | None, desc: str, checkpoint_name: str,
-           compile: bool = False) -> TrainResult:
+           compile: str | None = None) -> TrainResult:
     n = len(tensors[0])
     steps_per_epoch = n // spec.batch_size if spec.drop_last else math.ceil(n / spec.batch_size)
     if steps_per_epoch == 0:
@@ -254,7 +255,7 @@ def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn,
     net = model if world == 1 else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
     if compile:
-        net = torch.compile(net)  # shares model's parameters
+        net = torch.compile(net, backend=compile)  # shares model's parameters
 
     def save_checkpoint(epoch: int) -> None:
         state = {"model": model.state_dict(), "opt": opt.state_dict(),

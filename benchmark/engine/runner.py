@@ -32,7 +32,7 @@ from ood_bench.engine.config import RunConfig, build_dataclass, check_run_bounds
 from ood_bench.engine.distributed import setup as setup_device
 from ood_bench.engine.manifest import machine_info
 from ood_bench.engine.sharding import score_sharded
-from ood_bench.utils.device import PeakMemory, compile_enabled, set_precision, synchronize
+from ood_bench.utils.device import PeakMemory, allow_eager_fallback, compile_enabled, numerics_key, set_precision, synchronize
 from ood_bench.utils.errors import ConfigError, NonFiniteScoresError
 from ood_bench.utils.locking import file_lock
 from ood_bench.utils.progress import log
@@ -100,6 +100,7 @@ def prepare_methods(cfg: RunConfig) -> PreparedRun:
         fetch_missing(cfg, log=log)
     set_precision(cfg.precision)
     compile_enabled(cfg.compile, device)  # a bad value fails here, before any work
+    allow_eager_fallback(cfg.compile, device)
     methods: dict[str, tuple[type[OODMethod], MethodConfig]] = {}
     for name in cfg.methods:
         key = METHODS.canonical(name)
@@ -161,16 +162,15 @@ class Runner:
         p = self.prep
         batch_size = p.cfg.batch_size or getattr(cls, "default_batch_size", DEFAULT_BATCH)
         family = cls.fit_family or key  # methods of one family share the fitted model
+        numerics = numerics_key(p.cfg.precision, p.cfg.compile, p.device)  # {} on a CPU by default
         fit_key = digest({"method": family, "version": cls.version, "fit": mcfg.stage_dict("fit"),
-                          "train": p.id_train.fingerprint(), "seed": seed})
+                          "train": p.id_train.fingerprint(), "seed": seed, **numerics})
         ctx = RunContext(device=p.device, seed=seed, batch_size=batch_size, workers=p.cfg.workers, compile=p.cfg.compile,
                          work_dir=self.cache.work_dir(family, fit_key))
         method = cls(mcfg, ctx)
         fit_seconds, fit_peak, fit_cached, report = self._fit(method, family, fit_key)
         score_base = {"fit": fit_key, "score": mcfg.stage_dict("score"), "batch": batch_size,
-                      "device": p.device.type, "seed": seed}
-        if p.cfg.precision != "auto":  # fp32 scores differ from the (default) fast path's on a GPU
-            score_base["precision"] = p.cfg.precision
+                      "device": p.device.type, "seed": seed, **numerics}
         id_scores = self._score(method, key, fit_key, score_base, p.id_test, "id", "id", display_name(p.cfg.id))
         oods = [self._score(method, key, fit_key, score_base, ds, "ood", p.groups[name], name)
                 for name, ds in p.oods.items()]

@@ -8,7 +8,7 @@ Networks are built with untrained weights (speed does not depend on them). Two m
 
 Timings: one first call (warm-up; it includes the one-off ``torch.compile`` when compiling,
 reported on its own), then repeated passes for at least ``min_time`` seconds, device
-synchronised; the median over passes (``torch.utils.benchmark.Measurement``) is reported. FLOPs per image come from
+synchronised; the median over passes is reported. FLOPs per image come from
 ``torch.utils.flop_counter.FlopCounterMode`` on one image (matrix products, convolutions and
 attention; elementwise work is not counted), so figures compare across machines.
 
@@ -26,13 +26,12 @@ are not scaled with the chain::
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch.utils.benchmark import Measurement
-from torch.utils.benchmark.utils.common import TaskSpec
 from torch.utils.flop_counter import FlopCounterMode
 
 from ood_bench.data.base import ImageDataset
@@ -53,9 +52,10 @@ class Timing:
 
 def time_call(fn: Callable[[], object], min_time: float, device: torch.device) -> Timing:
     """Time ``fn`` (one pass): a first call (warm-up, compilation), then passes until ``min_time``
-    seconds are spent (at least one), each synchronised with ``device``; the median comes from a
-    ``torch.utils.benchmark`` ``Measurement`` (the library's ``blocked_autorange`` would spend one
-    more untimed calibration pass, too dear for passes of seconds to minutes)."""
+    seconds are spent (at least one), each synchronised with ``device``; their median is reported.
+    (Not ``torch.utils.benchmark``: its ``blocked_autorange`` spends an untimed calibration pass,
+    too dear for passes of seconds to minutes, and importing it probes for a CUDA toolkit, which
+    prints a warning on CPU machines with a stray ``CUDA_HOME``.)"""
     t0 = time.perf_counter()
     fn()
     synchronize(device)
@@ -66,8 +66,7 @@ def time_call(fn: Callable[[], object], min_time: float, device: torch.device) -
         fn()
         synchronize(device)
         times.append(time.perf_counter() - t0)
-    m = Measurement(number_per_run=1, raw_times=times, task_spec=TaskSpec(stmt="score", setup="pass"))
-    return Timing(first, m.median, len(m.times))
+    return Timing(first, statistics.median(times), len(times))
 
 
 def count_flops(fn: Callable[[], object]) -> float:
@@ -215,20 +214,60 @@ def measure(prep: PreparedRun, setup: SpeedSetup) -> list[SpeedResult]:
 
 
 def unet_training_throughput(c: PixelDiffusionConfig, device: torch.device, steps: tuple[int, int] = (5, 25),
-                             compile: bool = False) -> float:
+                             compile: str | None = None, num_classes: int | None = None) -> float:
     """Training img/s of ``c``'s UNet at ``c.train_batch_size`` on random images: two trainings of
     ``steps`` steps each (one epoch), ``img/s = batch · (s₂ − s₁) / (T₂ − T₁)`` — the set-up,
-    the first (compiling) steps and the final EMA copy cancel out."""
+    the first (compiling) steps and the final EMA copy cancel out. ``compile``: the
+    ``torch.compile`` backend (``None``: eager). ``num_classes``: train the
+    class-conditional UNet (DiffOOD's) with random labels."""
     bs, times = c.train_batch_size, []
     for n in steps:
         cfg = dataclasses.replace(c, epochs=1, checkpoint_every=10**9)
         x = torch.randint(0, 256, (bs * n, c.channels, c.image_size, c.image_size), dtype=torch.uint8)
+        labels = None if num_classes is None else torch.randint(0, num_classes, (len(x),))
         synchronize(device)
         t0 = time.perf_counter()
-        train_unet(cfg, x, device, 0, None, desc="unet speed", compile=compile)
+        train_unet(cfg, x, device, 0, None, desc="unet speed", compile=compile, labels=labels,
+                   num_classes=num_classes, label_dropout=getattr(c, "label_dropout", 0.0))
         synchronize(device)
         times.append(time.perf_counter() - t0)
     return bs * (steps[1] - steps[0]) / max(times[1] - times[0], 1e-9)
+
+
+@dataclass
+class TrainingSpeed:
+    method: str
+    batch_size: int
+    steps: tuple[int, int]
+    img_per_s: float
+
+
+def measure_training(prep: PreparedRun, steps: int = 25, batch_size: int | None = None,
+                     compile: str | None = None, num_classes: int = 10) -> list[TrainingSpeed]:
+    """UNet training img/s of every method of ``prep`` that trains a pixel UNet (LMD, DiffOOD:
+    class-conditional with ``num_classes``), at its ``train_batch_size`` (or ``batch_size``),
+    from two trainings of ``max(1, steps // 5)`` and ``steps`` steps (see
+    :func:`unet_training_throughput`). Methods without a UNet are left out."""
+    out = []
+    short = max(1, steps // 5)
+    if steps <= short:
+        raise ValueError("training speed needs at least 2 steps")
+    for key, (_, cfg) in prep.methods.items():
+        if not isinstance(cfg, PixelDiffusionConfig):
+            continue
+        c = dataclasses.replace(cfg, train_batch_size=batch_size) if batch_size else cfg
+        conditional = num_classes if getattr(c, "label_dropout", None) is not None else None
+        ips = unet_training_throughput(c, prep.device, (short, steps), compile, conditional)
+        out.append(TrainingSpeed(key, c.train_batch_size, (short, steps), ips))
+    return out
+
+
+def format_training_table(results: list[TrainingSpeed]) -> str:
+    import pandas as pd
+
+    rows = [{"method": r.method, "network": "UNet", "batch": r.batch_size,
+             "steps timed": f"{r.steps[1]} - {r.steps[0]}", "train img/s": f"{r.img_per_s:.4g}"} for r in results]
+    return pd.DataFrame(rows).to_markdown(index=False, tablefmt="simple", disable_numparse=True)
 
 
 def _fmt_cost(cost: dict[str, float]) -> str:

@@ -73,6 +73,26 @@ def compile_enabled(mode: str, device: torch.device) -> bool:
     return mode in ("on", "graphs") or (mode == "auto" and device.type == "cuda")
 
 
+def allow_eager_fallback(mode: str, device: torch.device) -> None:
+    """Under ``--compile auto`` a network ``torch.compile`` cannot handle runs eagerly (with a
+    warning from torch) instead of failing the run: auto means "where it works". An explicit
+    ``on``/``graphs`` keeps compile errors fatal. (Nothing is imported where nothing compiles.)"""
+    if mode == "auto" and compile_enabled(mode, device):
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True
+
+
+def numerics_key(precision: str, compile: str, device: torch.device) -> dict[str, str]:
+    """What of the fast-path options changes computed numbers on ``device``, for cache keys:
+    on CUDA the precision (bf16 vs fp32), anywhere the compile mode when compiling (fused
+    kernels round differently). Empty on a CPU with the defaults, so CPU keys stay as they were."""
+    key = {"precision": precision} if device.type == "cuda" else {}
+    if compile_enabled(compile, device):
+        key["compile"] = compile
+    return key
+
+
 def prepare_network(module: torch.nn.Module, device: torch.device, compile: bool,
                     backend: str = "inductor", graphs: bool = False) -> torch.nn.Module:
     """``module`` (in place) for fast inference on ``device``: channels_last weights on the fast

@@ -77,7 +77,8 @@ class ClassifierScore(OODMethod):
             raise ConfigError(f"{self.name} needs class labels, but {train.name} has unlabelled images")
         self.num_classes = int(train.num_classes)
         self.classifier, self.report = fit_classifier(self.config, x, y, self.num_classes, self.device,
-                                                      self.ctx.seed, self.ctx.work_dir, self.log)
+                                                      self.ctx.seed, self.ctx.work_dir, self.log,
+                                                      compile=self.training_compile())
 
     def build_untrained(self, num_classes: int) -> None:
         self.num_classes = num_classes

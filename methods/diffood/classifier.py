@@ -129,10 +129,11 @@ def new_classifier(c: ClassifierOptions, num_classes: int) -> Classifier:
 
 def fit_classifier(c: ClassifierOptions, x: torch.Tensor, y: torch.Tensor, num_classes: int,
                    device: torch.device, seed: int, work_dir: Path | None,
-                   log: Callable[[str], None]) -> tuple[Classifier, dict[str, float]]:
+                   log: Callable[[str], None], compile: str | None = None) -> tuple[Classifier, dict[str, float]]:
     """Train (or load, with ``classifier_path``) the classifier on uint8 images ``x (N, C, H, W)``
     with labels ``y (N,)``; returns it in eval mode on ``device`` and a report (train accuracy,
-    final loss). Normalisation uses the training images' per-channel mean/std."""
+    final loss). Normalisation uses the training images' per-channel mean/std. ``compile``:
+    the ``torch.compile`` backend of the training steps, ``None`` = eager (see :func:`~ood_bench.methods.training.train`)."""
     seed_network(seed, "classifier")
     clf = new_classifier(c, num_classes)
     xf = x.float() / 255
@@ -163,7 +164,7 @@ def fit_classifier(c: ClassifierOptions, x: torch.Tensor, y: torch.Tensor, num_c
                      weight_decay=c.classifier_weight_decay, optimizer="sgd", momentum=c.classifier_momentum,
                      nesterov=True, schedule="cosine", checkpoint_every=c.checkpoint_every)
     res = train(clf, (x, y), loss_fn, spec, device, seed, work_dir,
-                desc="classifier", checkpoint_name="classifier_state")
+                desc="classifier", checkpoint_name="classifier_state", compile=compile)
     clf = res.model.eval()
     with torch.no_grad():
         pred = torch.cat([clf(xb.to(device).float() / 255)[0].argmax(1).cpu() for xb in x.split(512)])

@@ -23,6 +23,8 @@ Score, per image ``x`` in ``[0, 1]`` (:mod:`ood_bench.methods.diffood.guidance`)
 
 Sub-scores are named ``<space>@<t>``; the classifier's predictions on the ID test set give the
 ID accuracy in the results. The reference code scores 1000 random images per set; we score all.
+On CUDA the default arithmetic is the fast path (bf16 autocast, channels_last, ``torch.compile``:
+:mod:`ood_bench.utils.device`); ``--precision fp32 --compile off`` is the released code's fp32.
 """
 from __future__ import annotations
 
@@ -102,7 +104,7 @@ class DiffOOD(PixelDiffusionMethod):
 
     def _fit_classifier(self, x: torch.Tensor, y: torch.Tensor) -> Classifier:
         clf, report = fit_classifier(self.config, x, y, self.num_classes, self.device, self.ctx.seed,
-                                     self.ctx.work_dir, self.log)
+                                     self.ctx.work_dir, self.log, compile=self.training_compile())
         self.report.update(report)
         return clf
 
@@ -124,7 +126,8 @@ class DiffOOD(PixelDiffusionMethod):
                                   f"diffood needs {self.num_classes + 1} (classes + null)")
             return unet.to(self.device).eval()
         res = train_unet(c, x, self.device, self.ctx.seed, self.ctx.work_dir, desc="diffood UNet",
-                         labels=y, num_classes=self.num_classes, label_dropout=c.label_dropout)
+                         labels=y, num_classes=self.num_classes, label_dropout=c.label_dropout,
+                         compile=self.training_compile())
         self.report["unet_final_loss"] = res.epoch_losses[-1]
         return res.model
 

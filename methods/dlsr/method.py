@@ -32,6 +32,8 @@ The same as the released code, and tested: the B4 backbone (``efficientnet_pytor
 padding, :func:`ood_bench.methods.backbones.static_same_padding`) and its five tapped blocks.
 A trained LFDN pair is saved as diffusers folders ``lfdn/`` and ``lfdn_first/``;
 ``lfdn=<folder or hub repo id>`` loads them instead of training.
+On CUDA the default arithmetic is the fast path (bf16 autocast, channels_last, ``torch.compile``:
+:mod:`ood_bench.utils.device`); ``--precision fp32 --compile off`` is the released code's fp32.
 """
 from __future__ import annotations
 
@@ -170,7 +172,7 @@ class DLSR(OODMethod):
                          ema_decay=c.ema_decay, keep_first_epoch=True, drop_last=False)
         seed_network(self.ctx.seed, "dlsr LFDN")  # same initial weights whether features were cached or not
         res = train(LFDN(feats.dim, c.width, c.blocks), (z,), loss_fn, spec, self.device,
-                    self.ctx.seed, work, desc="dlsr LFDN")
+                    self.ctx.seed, work, desc="dlsr LFDN", compile=self.training_compile())
         self.model = res.model
         self.first_model = LFDN(feats.dim, c.width, c.blocks).to(self.device).eval()
         self.first_model.load_state_dict(res.first_epoch_state)

@@ -18,6 +18,8 @@ replica). The original runs repetitions one after another; here they are batched
 returns the unclamped mean of the last step (the inpainted region still slightly noisy); ours
 returns the level-0 image clamped to [0, 1]. Its MNIST/KMNIST configs train with batch 4 for
 1.3 M steps: ``configs/mnist.yaml`` and ``kmnist.yaml`` do the same (batch 4, 88 epochs).
+On CUDA the default arithmetic is the fast path (bf16 autocast, channels_last, ``torch.compile``:
+:mod:`ood_bench.utils.device`); ``--precision fp32 --compile off`` is the released code's fp32.
 """
 from __future__ import annotations
 
@@ -75,7 +77,8 @@ class LMD(PixelDiffusionMethod):
             self.unet = self.load_pretrained_unet().to(self.device).eval()
             return
         x, _ = materialize(train_set, self.transform, 1024, self.ctx.workers)
-        res = train_unet(c, x, self.device, self.ctx.seed, self.ctx.work_dir, desc="lmd UNet")
+        res = train_unet(c, x, self.device, self.ctx.seed, self.ctx.work_dir, desc="lmd UNet",
+                         compile=self.training_compile())
         self.unet, self.losses = res.model, res.epoch_losses
 
     # ------------------------------------------------------------------ score
