@@ -297,6 +297,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
 def _speed_training(args: argparse.Namespace, preset: Path, cfg, prep, info: dict) -> int:
     from ood_bench.engine.speed import format_training_table, measure_training
+    from ood_bench.methods.training import TRAIN_THREADS
     from ood_bench.utils.device import compile_enabled
 
     if args.train_steps < 2:
@@ -307,8 +308,9 @@ def _speed_training(args: argparse.Namespace, preset: Path, cfg, prep, info: dic
                                "inductor" if compile_enabled(cfg.compile, prep.device) else None)
     if not results:
         raise ConfigError(f"none of {', '.join(prep.methods)} trains a UNet; --train times LMD's and DiffOOD's")
+    threads = TRAIN_THREADS if prep.device.type == "cpu" else info["torch_threads"]  # training's own count on CPU
     print(f"UNet training speed, {preset.stem} settings, random images, device {info['type']} ({info['name']}), "
-          f"{info['torch_threads']} torch threads, precision {cfg.precision}, compile {cfg.compile}")
+          f"{threads} torch thread(s), precision {cfg.precision}, compile {cfg.compile}")
     print(format_training_table(results))
     return 0
 
