@@ -50,7 +50,7 @@ def inpaint(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor, mask:
     for k in it:
         t = ts[k]
         with autocast(x0.device):
-            eps = unet(x, t).sample.float()
+            eps = unet(x, level(t)).sample.float()  # a tensor: torch.compile would specialise on an int t
         x = sched.step(eps, t, x, generator=generator).prev_sample
         if k + 1 < len(ts):
             fresh = torch.randn(x0.shape, device=x0.device, generator=generator)
