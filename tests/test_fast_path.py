@@ -81,3 +81,53 @@ def test_bad_fast_path_flags_exit_2(capsys, flag):
     with pytest.raises(SystemExit) as e:
         main(["run", "--method", "dlsr", flag, "bf8"])
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def _unet_pair(num_class_embeds=None):
+    from ood_bench.methods.lmd.config import LMDConfig
+    from ood_bench.methods.unet import unet_from_config
+    from ood_bench.utils.device import prepare_network
+
+    c = LMDConfig(image_size=8, channels=1, base_channels=32, channel_mult=(1, 2), attention_resolutions=(),
+                  mask_blocks=2)
+    torch.manual_seed(0)
+    plain = unet_from_config(c, num_class_embeds).eval()
+    fast = unet_from_config(c, num_class_embeds).eval()
+    fast.load_state_dict(plain.state_dict())
+    prepare_network(fast, CPU, compile=True, backend="aot_eager")
+    return plain, fast
+
+
+def _graphs_of(fn):
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    out = fn()
+    return out, counters["stats"]["unique_graphs"]
+
+
+def test_compiled_samplers_equal_the_plain_ones_with_one_graph_for_every_step():
+    # The samplers hand the UNet its timestep as a tensor: an int would make torch.compile
+    # specialise on it and trace again (on a GPU: compile again) during the chain.
+    from diffusers import DDPMScheduler
+
+    from ood_bench.methods.diffood.guidance import guided_denoise
+    from ood_bench.methods.lmd.inpaint import inpaint
+
+    sched = DDPMScheduler(num_train_timesteps=1000)
+    x0 = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    mask = (torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(2)) > 0.5).float()
+    plain, fast = _unet_pair()
+    a = inpaint(plain, sched, x0, mask, 6, torch.Generator().manual_seed(0))
+    b, graphs = _graphs_of(lambda: inpaint(fast, sched, x0, mask, 6, torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    assert graphs == 1
+
+    plain, fast = _unet_pair(num_class_embeds=3)  # DiffOOD's: 2 classes + null
+    labels = torch.tensor([0, 1, 1, 0])
+    a = guided_denoise(plain, sched, x0, 100, 20, labels, 2, 3.0)
+    b, graphs = _graphs_of(lambda: guided_denoise(fast, sched, x0, 100, 20, labels, 2, 3.0))
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    assert graphs == 1
