@@ -167,7 +167,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def _fast_path_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", choices=("auto", "on", "graphs", "off"),
-                   help="torch.compile the scoring networks (auto: on for CUDA; graphs: + CUDA graphs)")
+                   help="torch.compile the networks methods score and train with (auto: on for CUDA, eager "
+                        "fallback; graphs: scoring replayed as CUDA graphs)")
     p.add_argument("--precision", choices=("auto", "fp32"),
                    help="auto: bf16 autocast + channels_last on CUDA; fp32: the plain path (reference)")
 
