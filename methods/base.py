@@ -135,6 +135,11 @@ class OODMethod(abc.ABC):
         fit_family: methods that fit the very same model from the same fit options (``msp`` and
             ``energy``: one classifier) name one family; the runner then fits it once and caches
             it under the family's name. Empty: the method's own name.
+
+    Instance attribute ``image_transform``: the :class:`ImageTransform` every image goes
+    through, set in ``__init__`` by methods whose images need nothing else (all built-in ones);
+    the default :meth:`transform` applies it, and on CUDA the loader splits it (decoding in the
+    workers, resizing on the device). A method with another transform overrides :meth:`transform`.
     """
 
     name: ClassVar[str] = ""
@@ -148,15 +153,19 @@ class OODMethod(abc.ABC):
         self.config = config
         self.ctx = ctx
         self.device = ctx.device
+        self.image_transform: ImageTransform | None = None
 
     # -- to implement -------------------------------------------------------------------
     @abc.abstractmethod
     def fit(self, train: ImageDataset) -> None:
         """Train on the ID training set (labels only if ``needs_labels``)."""
 
-    @abc.abstractmethod
     def transform(self, img) -> torch.Tensor:
-        """PIL image → the tensor ``score_batch`` takes (usually a :class:`ImageTransform`)."""
+        """PIL image → the tensor ``score_batch`` takes: :attr:`image_transform` by default;
+        a method whose images need something else overrides this."""
+        if self.image_transform is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no image_transform and does not override transform()")
+        return self.image_transform(img)
 
     @abc.abstractmethod
     def score_batch(self, x: torch.Tensor, generator: torch.Generator) -> BatchOutput:
@@ -243,11 +252,12 @@ class OODMethod(abc.ABC):
         return ScoreBatch(scores, self.config.score, pred)
 
     def loader_transform(self) -> Callable:
-        """What the loader applies to each image. A method whose ``transform`` is exactly the
-        :class:`ImageTransform` it keeps in ``self._transform`` (every built-in one) hands that
-        over, so that on CUDA decoding runs in the workers and resizing on the device."""
-        t = getattr(self, "_transform", None)
-        return t if isinstance(t, ImageTransform) else self.transform
+        """What the loader applies to each image: :attr:`image_transform` itself when it is what
+        :meth:`transform` applies (not overridden), so that on CUDA decoding runs in the workers
+        and resizing on the device; otherwise :meth:`transform`, per image."""
+        if self.image_transform is not None and type(self).transform is OODMethod.transform:
+            return self.image_transform
+        return self.transform
 
     def compiles(self) -> bool:
         """Whether ``torch.compile`` applies to this method's networks, in scoring and training

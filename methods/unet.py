@@ -179,12 +179,9 @@ class PixelDiffusionMethod(ExampleRows, OODMethod):
 
     def __init__(self, config: PixelDiffusionConfig, ctx) -> None:
         super().__init__(config, ctx)
-        self._transform = ImageTransform(config.image_size, config.channels)
+        self.image_transform = ImageTransform(config.image_size, config.channels)
         self.scheduler = config.scheduler()
         self.unet: UNet2DModel | None = None
-
-    def transform(self, img) -> torch.Tensor:
-        return self._transform(img)
 
     def build_untrained(self, num_classes: int) -> None:
         self.unet = unet_from_config(self.config).to(self.device).eval()

@@ -131,3 +131,27 @@ def test_compiled_samplers_equal_the_plain_ones_with_one_graph_for_every_step():
     b, graphs = _graphs_of(lambda: guided_denoise(fast, sched, x0, 100, 20, labels, 2, 3.0))
     torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
     assert graphs == 1
+
+
+def test_the_loader_splits_only_a_transform_the_method_does_not_override():
+    from ood_bench.data.transforms import ImageTransform
+    from ood_bench.methods.base import OODMethod, RunContext
+    from ood_bench.methods.registry import METHODS
+
+    cls = METHODS.get("pixel-mahalanobis")
+    plain = cls(cls.config_cls(), RunContext(device=CPU))
+    assert isinstance(plain.image_transform, ImageTransform)
+    assert plain.loader_transform() is plain.image_transform  # decoded in workers, resized on the GPU
+
+    class Inverted(cls):  # keeps image_transform but does more per image
+        def transform(self, img):
+            return 1 - self.image_transform(img)
+
+    inv = Inverted(cls.config_cls(), RunContext(device=CPU))
+    assert inv.loader_transform() == inv.transform  # its own transform, on CPU and GPU alike
+
+    class Bare(OODMethod):
+        fit = score_batch = save = load = cost = lambda *a: None
+
+    with pytest.raises(NotImplementedError, match="sets no image_transform"):
+        Bare(cls.config_cls(), RunContext(device=CPU)).transform(None)

@@ -39,7 +39,7 @@ class Chain(OODMethod):
 
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
-        self._transform = ImageTransform(SIDE, channels=1)
+        self.image_transform = ImageTransform(SIDE, channels=1)
 
     @classmethod
     def with_budget(cls, config, steps, reps):
@@ -51,9 +51,6 @@ class Chain(OODMethod):
     def build_untrained(self, num_classes):
         self.step = nn.Linear(SIDE * SIDE, SIDE * SIDE)
         self.head = nn.Linear(SIDE * SIDE, HIDDEN)
-
-    def transform(self, img):
-        return self._transform(img)
 
     def inference_networks(self):
         return [self.step, self.head]

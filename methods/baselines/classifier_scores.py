@@ -55,7 +55,7 @@ class ClassifierScore(OODMethod):
 
     def __init__(self, config: ClassifierScoreConfig, ctx) -> None:
         super().__init__(config, ctx)
-        self._transform = ImageTransform(config.image_size, channels=config.channels)
+        self.image_transform = ImageTransform(config.image_size, channels=config.channels)
         self.classifier: Classifier | None = None
         self.num_classes = 0
         self.report: dict[str, float] = {}
@@ -67,9 +67,6 @@ class ClassifierScore(OODMethod):
 
     def inference_networks(self) -> list[torch.nn.Module]:
         return [self.classifier]
-
-    def transform(self, img) -> torch.Tensor:
-        return self._transform(img)
 
     def fit(self, train: ImageDataset) -> None:
         x, y = materialize(train, self.transform, 1024, self.ctx.workers)

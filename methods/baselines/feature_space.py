@@ -37,15 +37,12 @@ class FeatureSpaceMethod(OODMethod):
 
     def __init__(self, config: FeatureOptions, ctx) -> None:
         super().__init__(config, ctx)
-        self._transform = ImageTransform(config.image_size, channels=3)
+        self.image_transform = ImageTransform(config.image_size, channels=3)
         self.features: MultiLayerFeatures | None = None
 
     @classmethod
     def preflight(cls, config: FeatureOptions) -> None:
         config.check_weights()
-
-    def transform(self, img) -> torch.Tensor:
-        return self._transform(img)
 
     def inference_networks(self) -> list[torch.nn.Module]:
         return [self.features]

@@ -44,12 +44,9 @@ class PixelMahalanobis(OODMethod):
 
     def __init__(self, config: PixelMahalanobisConfig, ctx) -> None:
         super().__init__(config, ctx)
-        self._transform = ImageTransform(config.image_size, channels=config.channels)
+        self.image_transform = ImageTransform(config.image_size, channels=config.channels)
         self.gaussian = Gaussian()
         self.report: dict[str, float] = {}
-
-    def transform(self, img) -> torch.Tensor:
-        return self._transform(img)
 
     def fit(self, train: ImageDataset) -> None:
         # float pixels exactly as score_batch sees them (materialize would requantise to uint8)

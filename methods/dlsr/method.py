@@ -74,7 +74,7 @@ class DLSR(OODMethod):
 
     def __init__(self, config: DLSRConfig, ctx) -> None:
         super().__init__(config, ctx)
-        self._transform = ImageTransform(config.image_size, channels=3)
+        self.image_transform = ImageTransform(config.image_size, channels=3)
         self.features: MultiLayerFeatures | None = None
         self.model: LFDN | None = None
         self.first_model: LFDN | None = None
@@ -130,9 +130,6 @@ class DLSR(OODMethod):
         if self.features is None:
             self.features, self.backbone_info = build_features(self.config, self.device)
         return self.features
-
-    def transform(self, img) -> torch.Tensor:
-        return self._transform(img)
 
     def extract(self, data: ImageDataset, desc: str) -> torch.Tensor:
         """Feature vectors ``(N, c)`` of every image, in dataset order (float32, CPU)."""
