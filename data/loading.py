@@ -1,6 +1,6 @@
 """DataLoaders over :class:`~ood_bench.data.base.ImageDataset` with a method's transform.
 
-Two paths feed the scoring loops (:func:`device_batches`):
+Two paths feed the scoring loops (:class:`DeviceBatches`):
 
 - CPU (and any transform that is not an :class:`ImageTransform`): the loader applies the whole
   transform per image and yields float batches — the reference path, unchanged.
@@ -80,29 +80,36 @@ def collate_native(items: list) -> tuple:
     return (torch.stack(imgs) if same else list(imgs)), default_collate(labels), default_collate(idx)
 
 
-def device_batches(ds: ImageDataset, transform: Callable, batch_size: int, device: torch.device,
-                   workers: int = 0, native: bool | None = None,
-                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """``(images (B, C, S, S) float in [0, 1] on device, labels (B,), indices (B,))`` in order.
+class DeviceBatches:
+    """``(images (B, C, S, S) float in [0, 1] on device, labels (B,), indices (B,))`` in order;
+    ``len()`` is the number of batches (progress bars read it).
 
     ``native``: ship ``uint8`` images at their native size and finish them on the device;
     ``None`` = on CUDA when ``transform`` is an :class:`ImageTransform`, else the per-image path.
     Labels and indices stay on the CPU (no device round trip is needed for them)."""
-    if native is None:
-        native = device.type == "cuda"
-    if not (native and isinstance(transform, ImageTransform)):
-        for x, y, idx in make_loader(ds, transform, batch_size, workers):
-            yield x.to(device), y, idx
-        return
-    split = transform
-    loader = make_loader(ds, split.decode, batch_size, workers, pin_memory=device.type == "cuda",
-                         collate_fn=collate_native)
-    for x, y, idx in loader:
-        if isinstance(x, list):
-            out = torch.stack([split.finish(im.to(device, non_blocking=True)) for im in x])
+
+    def __init__(self, ds: ImageDataset, transform: Callable, batch_size: int, device: torch.device,
+                 workers: int = 0, native: bool | None = None) -> None:
+        self.device = device
+        self.split = transform if (device.type == "cuda" if native is None else native) \
+            and isinstance(transform, ImageTransform) else None
+        if self.split is None:
+            self.loader = make_loader(ds, transform, batch_size, workers)
         else:
-            out = split.finish(x.to(device, non_blocking=True))
-        yield out, y, idx
+            self.loader = make_loader(ds, self.split.decode, batch_size, workers,
+                                      pin_memory=device.type == "cuda", collate_fn=collate_native)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for x, y, idx in self.loader:
+            if self.split is None:
+                yield x.to(self.device), y, idx
+            elif isinstance(x, list):
+                yield torch.stack([self.split.finish(im.to(self.device, non_blocking=True)) for im in x]), y, idx
+            else:
+                yield self.split.finish(x.to(self.device, non_blocking=True)), y, idx
 
 
 def materialize(ds: ImageDataset, transform: Callable, batch_size: int = 256,

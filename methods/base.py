@@ -27,7 +27,7 @@ from torch import nn
 from ood_bench.utils.device import compile_enabled, prepare_network, synchronize
 from ood_bench.utils.progress import log, progress
 from ood_bench.data.base import ImageDataset
-from ood_bench.data.loading import device_batches
+from ood_bench.data.loading import DeviceBatches
 from ood_bench.data.transforms import ImageTransform
 
 
@@ -232,9 +232,8 @@ class OODMethod(abc.ABC):
         gen = torch.Generator(device=self.device)
         parts: dict[str, list[torch.Tensor]] = {}
         preds: list[torch.Tensor] = []
-        batches = device_batches(data, self.loader_transform(), self.ctx.batch_size, self.device, self.ctx.workers)
-        n_batches = -(-len(data) // self.ctx.batch_size)
-        bar = progress(batches, desc or f"{self.name} scoring {data.name}", total=n_batches, unit="batch")
+        batches = DeviceBatches(data, self.loader_transform(), self.ctx.batch_size, self.device, self.ctx.workers)
+        bar = progress(batches, desc or f"{self.name} scoring {data.name}", unit="batch")
         for i, (x, _, idx) in enumerate(bar):
             gen.manual_seed(self.batch_seed(fp, offset + int(idx[0])))
             t0 = time.perf_counter()

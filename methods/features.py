@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ood_bench.data.base import ImageDataset
-from ood_bench.data.loading import device_batches
+from ood_bench.data.loading import DeviceBatches
 from ood_bench.methods.backbones import create_backbone, resolve_weights_file
 from ood_bench.methods.base import MethodConfig, fit_option
 from ood_bench.utils.device import autocast
@@ -106,8 +106,8 @@ def extract_features(feats: MultiLayerFeatures, data: ImageDataset, transform: C
     so that on CUDA images are resized on the GPU; vectors stay there until the end."""
     out = []
     with torch.no_grad():
-        batches = device_batches(data, transform, batch_size, device, workers)
-        for x, _, _ in progress(batches, desc, total=-(-len(data) // batch_size), unit="batch"):
+        batches = DeviceBatches(data, transform, batch_size, device, workers)
+        for x, _, _ in progress(batches, desc, unit="batch"):
             with autocast(device):
                 out.append(feats(x).float())
     return torch.cat(out).cpu()

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ood_bench.data import DataContext, load_dataset
-from ood_bench.data.loading import device_batches
+from ood_bench.data.loading import DeviceBatches
 from ood_bench.data.transforms import ImageTransform
 from ood_bench.engine.config import RunConfig
 from ood_bench.engine.runner import prepare_methods
@@ -130,9 +130,9 @@ def test_native_uint8_batches_finished_on_the_device_equal_the_per_image_transfo
     data = load_dataset(str(tmp_path / "a"), "test", DataContext(root=tmp_path))
     t = ImageTransform(32, channels=3)
     for bs in (2, 5):
-        plain = [b for b in device_batches(data, t, bs, CPU, native=False)]
-        fast = [b for b in device_batches(data, t, bs, CPU, native=True)]
-        assert len(plain) == len(fast)
+        plain = [b for b in DeviceBatches(data, t, bs, CPU, native=False)]
+        fast = [b for b in DeviceBatches(data, t, bs, CPU, native=True)]
+        assert len(plain) == len(fast) == len(DeviceBatches(data, t, bs, CPU, native=True)) == -(-len(data) // bs)
         for (x0, y0, i0), (x1, y1, i1) in zip(plain, fast):
             assert torch.equal(x0, x1) and torch.equal(y0, y1) and torch.equal(i0, i1)
 
