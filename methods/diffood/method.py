@@ -29,12 +29,13 @@ On CUDA the default arithmetic is the fast path (bf16 autocast, channels_last, `
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import UNet2DModel
+from diffusers import DDIMScheduler, UNet2DModel
 
 from ood_bench.utils.errors import ConfigError
 from ood_bench.methods.registry import register_method
@@ -65,7 +66,6 @@ class DiffOOD(PixelDiffusionMethod):
         self.classifier: Classifier | None = None
         self.num_classes = 0
         self.report: dict[str, float] = {}
-        self._ddim = None  # the guided DDIM sampler, built on the first batch
 
     @classmethod
     def with_budget(cls, config: DiffOODConfig, steps: int | None, reps: int | None) -> DiffOODConfig:
@@ -138,6 +138,12 @@ class DiffOOD(PixelDiffusionMethod):
         raw = {"logit": logits.float(), "feature": feats.float(), "pixel": x01.flatten(1)}
         return {s: F.normalize(raw[s], dim=1, eps=1e-10) for s in self.config.spaces}
 
+    @functools.cached_property
+    def ddim(self) -> DDIMScheduler:
+        """The guided DDIM sampler at ``stride``, built on the first batch (after ``fit``/``load``,
+        which may bring a pretrained UNet's schedule) and reused: its step is stateless."""
+        return ddim_scheduler(self.scheduler, self.config.stride)
+
     def score_batch(self, x: torch.Tensor, generator: torch.Generator) -> BatchOutput:
         c = self.config
         b, r = len(x), c.repeats
@@ -153,10 +159,8 @@ class DiffOOD(PixelDiffusionMethod):
         scores = {}
         for t in c.timesteps:
             xt = noised(t)
-            if self._ddim is None:
-                self._ddim = ddim_scheduler(self.scheduler, c.stride)
             den = guided_denoise(self.unet, self.scheduler, xt, t, c.stride, labels, self.num_classes, c.guidance,
-                                 prepared=self._ddim)
+                                 prepared=self.ddim)
             den01 = ((den + 1) / 2).clamp(0, 1)
             views = self._views(den01)
             for s in c.spaces:

@@ -38,6 +38,7 @@ On CUDA the default arithmetic is the fast path (bf16 autocast, channels_last, `
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from pathlib import Path
@@ -79,7 +80,6 @@ class DLSR(OODMethod):
         self.model: LFDN | None = None
         self.first_model: LFDN | None = None
         self.losses: list[float] = []
-        self._ddim: DDIMScheduler | None = None
 
     @classmethod
     def with_budget(cls, config: DLSRConfig, steps: int | None, reps: int | None) -> DLSRConfig:
@@ -118,13 +118,13 @@ class DLSR(OODMethod):
         return DDPMScheduler(num_train_timesteps=c.timesteps, beta_start=c.beta_start, beta_end=c.beta_end,
                              beta_schedule="scaled_linear", prediction_type="sample", clip_sample=False)
 
-    def ddim_scheduler(self) -> DDIMScheduler:
+    @functools.cached_property
+    def ddim(self) -> DDIMScheduler:
         """The stride-1 DDIM sampler, built once (its step is stateless; building it per batch
         cost host time on every batch)."""
-        if self._ddim is None:
-            self._ddim = DDIMScheduler.from_config(self.noise_scheduler().config, set_alpha_to_one=True)
-            self._ddim.set_timesteps(self.config.timesteps)  # stride 1: t → t−1 → … → 0 → clean
-        return self._ddim
+        sched = DDIMScheduler.from_config(self.noise_scheduler().config, set_alpha_to_one=True)
+        sched.set_timesteps(self.config.timesteps)  # stride 1: t → t−1 → … → 0 → clean
+        return sched
 
     def _ensure_features(self) -> MultiLayerFeatures:
         if self.features is None:
@@ -198,7 +198,7 @@ class DLSR(OODMethod):
 
     def reconstruct(self, model: LFDN, z0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Noise ``z0`` to ``t`` with ``eps`` and run the DDIM chain back to the x0 estimate."""
-        sched = self.ddim_scheduler()
+        sched = self.ddim
         t = self.config.t
         zt = sched.add_noise(z0, eps, torch.full((len(z0),), t, dtype=torch.long, device=z0.device))
         for s in range(t, -1, -1):

@@ -24,9 +24,12 @@ On CUDA the default arithmetic is the fast path (bf16 autocast, channels_last, `
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import torch
+from diffusers import DDPMScheduler
+
 from ood_bench.methods.registry import register_method
 from ood_bench.data.base import ImageDataset
 from ood_bench.data.loading import materialize
@@ -53,7 +56,6 @@ class LMD(PixelDiffusionMethod):
     def __init__(self, config: LMDConfig, ctx) -> None:
         super().__init__(config, ctx)
         self._distances: dict[str, Distance] | None = None
-        self._sampler = None  # the DDPM sampler at `steps`, built on the first batch
         self.losses: list[float] = []
 
     @classmethod
@@ -88,15 +90,19 @@ class LMD(PixelDiffusionMethod):
                                for d in self.config.distances}
         return self._distances
 
+    @functools.cached_property
+    def inpaint_sampler(self) -> DDPMScheduler:
+        """The DDPM sampler at ``steps``, built on the first batch (after ``fit``/``load``, which
+        may bring a pretrained UNet's schedule) and reused: its step is stateless."""
+        return sampler(self.scheduler, self.config.steps)
+
     def lift_and_map(self, x: torch.Tensor, reps: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Masks and inpaintings of ``x`` ``(B, C, H, W)`` in [0, 1]: ``(B·reps, 1, H, W)`` masks,
         ``(B·reps, C, H, W)`` inpaintings in [0, 1], image-major."""
         c = self.config
         masks = make_masks(c.mask, len(x), reps, c.image_size, c.mask_blocks, generator, patch=c.random_patch)
         x0 = (x * 2 - 1).repeat_interleave(reps, 0)
-        if self._sampler is None:
-            self._sampler = sampler(self.scheduler, c.steps)
-        rec = inpaint(self.unet, self.scheduler, x0, masks, c.steps, generator, prepared=self._sampler)
+        rec = inpaint(self.unet, self.scheduler, x0, masks, c.steps, generator, prepared=self.inpaint_sampler)
         return masks, ((rec + 1) / 2).clamp(0, 1)
 
     def score_batch(self, x: torch.Tensor, generator: torch.Generator) -> BatchOutput:
