@@ -46,7 +46,7 @@ from ood_bench.results import MethodResult
 from ood_bench.utils import progress as _progress
 from ood_bench.utils import distributed as dist
 from ood_bench.utils.atomic import write_json
-from ood_bench.utils.device import allow_eager_fallback, compile_enabled, resolve_device
+from ood_bench.utils.device import configure_compile, resolve_device
 
 DEFAULT_PRESET = "embedded"
 
@@ -189,8 +189,7 @@ def create_method(name: str, *, preset: str | Path | None = None, device: str = 
     mcfg = build_dataclass(cls.config_cls, opts, key)
     cls.preflight(mcfg)
     dev = resolve_device(device)
-    compile_enabled(compile, dev)  # a bad mode fails before any work
-    allow_eager_fallback(compile, dev)
+    configure_compile(compile, dev)
     ctx = RunContext(device=dev, seed=seed, compile=compile,
                      batch_size=batch_size or getattr(cls, "default_batch_size", DEFAULT_BATCH),
                      workers=workers, work_dir=Path(work_dir) if work_dir is not None else None)

@@ -299,14 +299,13 @@ def cmd_speed(args: argparse.Namespace) -> int:
 def _speed_training(args: argparse.Namespace, preset: Path, cfg, prep, info: dict) -> int:
     from ood_bench.engine.speed import format_training_table, measure_training
     from ood_bench.methods.training import TRAIN_THREADS
-    from ood_bench.utils.device import compile_enabled
+    from ood_bench.utils.device import compile_backend
 
     if args.train_steps < 2:
         raise ConfigError("--train-steps must be at least 2")
     if args.batch_size is not None and args.batch_size <= 0:
         raise ConfigError("--batch-size must be a positive number")
-    results = measure_training(prep, args.train_steps, args.batch_size,
-                               "inductor" if compile_enabled(cfg.compile, prep.device) else None)
+    results = measure_training(prep, args.train_steps, args.batch_size, compile_backend(cfg.compile, prep.device))
     if not results:
         raise ConfigError(f"none of {', '.join(prep.methods)} trains a UNet; --train times LMD's and DiffOOD's")
     threads = TRAIN_THREADS if prep.device.type == "cpu" else info["torch_threads"]  # training's own count on CPU

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ood_bench.utils.device import compile_enabled, prepare_network, synchronize
+from ood_bench.utils.device import compile_backend, compile_enabled, prepare_network, synchronize
 from ood_bench.utils.progress import log, progress
 from ood_bench.data.base import ImageDataset
 from ood_bench.data.loading import DeviceBatches
@@ -154,6 +154,7 @@ class OODMethod(abc.ABC):
         self.ctx = ctx
         self.device = ctx.device
         self.image_transform: ImageTransform | None = None
+        self._inference_ready = False  # prepare_inference has run
 
     # -- to implement -------------------------------------------------------------------
     @abc.abstractmethod
@@ -265,12 +266,12 @@ class OODMethod(abc.ABC):
 
     def training_compile(self) -> str | None:
         """The ``torch.compile`` backend for this method's training steps; ``None`` = eager."""
-        return self.ctx.compile_backend if self.compiles() else None
+        return compile_backend(self.ctx.compile, self.device, self.ctx.compile_backend)
 
     def prepare_inference(self) -> bool:
         """Apply the fast path to :meth:`inference_networks` once; ``True`` on that first call
         when the networks are compiled (the next network call then pays the compilation)."""
-        if getattr(self, "_inference_ready", False):
+        if self._inference_ready:
             return False
         self._inference_ready = True
         nets = [n for n in self.inference_networks() if n is not None]

@@ -32,7 +32,7 @@ from ood_bench.engine.config import RunConfig, build_dataclass, check_run_bounds
 from ood_bench.engine.distributed import setup as setup_device
 from ood_bench.engine.manifest import machine_info
 from ood_bench.engine.sharding import score_sharded
-from ood_bench.utils.device import PeakMemory, allow_eager_fallback, compile_enabled, numerics_key, set_precision, synchronize
+from ood_bench.utils.device import PeakMemory, configure_compile, numerics_key, set_precision, synchronize
 from ood_bench.utils.errors import ConfigError, NonFiniteScoresError
 from ood_bench.utils.locking import file_lock
 from ood_bench.utils.progress import log
@@ -99,8 +99,7 @@ def prepare_methods(cfg: RunConfig) -> PreparedRun:
 
         fetch_missing(cfg, log=log)
     set_precision(cfg.precision)
-    compile_enabled(cfg.compile, device)  # a bad value fails here, before any work
-    allow_eager_fallback(cfg.compile, device)
+    configure_compile(cfg.compile, device)
     methods: dict[str, tuple[type[OODMethod], MethodConfig]] = {}
     for name in cfg.methods:
         key = METHODS.canonical(name)

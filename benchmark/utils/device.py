@@ -73,14 +73,22 @@ def compile_enabled(mode: str, device: torch.device) -> bool:
     return mode in ("on", "graphs") or (mode == "auto" and device.type == "cuda")
 
 
-def allow_eager_fallback(mode: str, device: torch.device) -> None:
-    """Under ``--compile auto`` a network ``torch.compile`` cannot handle runs eagerly (with a
-    warning from torch) instead of failing the run: auto means "where it works". An explicit
-    ``on``/``graphs`` keeps compile errors fatal. (Nothing is imported where nothing compiles.)"""
-    if mode == "auto" and compile_enabled(mode, device):
+def configure_compile(mode: str, device: torch.device) -> bool:
+    """Check ``--compile`` before any work and return :func:`compile_enabled`. Under ``auto``, a
+    network ``torch.compile`` cannot handle then runs eagerly (with a warning from torch)
+    instead of failing the run: auto means "where it works"; an explicit ``on``/``graphs``
+    keeps compile errors fatal. (Nothing is imported where nothing compiles.)"""
+    enabled = compile_enabled(mode, device)
+    if enabled and mode == "auto":
         import torch._dynamo
 
         torch._dynamo.config.suppress_errors = True
+    return enabled
+
+
+def compile_backend(mode: str, device: torch.device, backend: str = "inductor") -> str | None:
+    """The ``torch.compile`` backend a training under ``--compile mode`` uses; ``None`` = eager."""
+    return backend if compile_enabled(mode, device) else None
 
 
 def numerics_key(precision: str, compile: str, device: torch.device) -> dict[str, str]:
