@@ -195,7 +195,7 @@ def create_method(name: str, *, preset: str | Path | None = None, device: str = 
                      batch_size=batch_size or cls.default_batch_size,
                      workers=workers, work_dir=Path(work_dir) if work_dir is not None else None)
     method = cls(mcfg, ctx)
-    seed_everything(seed, cls.fit_family or key)
+    seed_everything(seed, key)
     return method
 
 
@@ -224,7 +224,7 @@ def fit_method(method: OODMethod, train: ImageDataset, *, cache_dir: str | Path 
     with tempfile.TemporaryDirectory(prefix="ood-bench-artifacts-") as tmp:
         cache = Cache(cache_dir) if cache_dir is not None else Cache(tmp, enabled=False)
         data, _ = attach(ArtifactStore(cache, numerics), method, method.name, train, fit_part, held)
-    seed_everything(method.ctx.seed, type(method).fit_family or method.name)
+    seed_everything(method.ctx.seed, method.name)
     with fixed_threads(method.device):
         method.fit(data)
     return method

@@ -30,6 +30,7 @@ from ood_bench.data.base import ImageDataset
 from ood_bench.data.loading import DeviceBatches
 from ood_bench.data.transforms import ImageTransform
 from ood_bench.methods.artifacts import Artifact, ArtifactRequest
+from ood_bench.methods.pretrained import Weights
 
 
 # ------------------------------------------------------------------------ config helpers
@@ -133,9 +134,6 @@ class OODMethod(abc.ABC):
         config_cls: the config dataclass.
         needs_labels: ``True`` when ``fit`` needs a labelled ID training set.
         version: bump when a change alters results, so cached models/scores are not reused.
-        fit_family: methods that fit the very same model from the same fit options (``msp`` and
-            ``energy``: one classifier) name one family; the runner then fits it once and caches
-            it under the family's name. Empty: the method's own name.
         needs_validation: ``True``: the engine sets :attr:`validation` (the run's ID validation
             hold-out, ``validation`` run option) before ``fit()``.
         default_batch_size: scoring batch size when the run does not set one.
@@ -157,7 +155,6 @@ class OODMethod(abc.ABC):
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
     needs_labels: ClassVar[bool] = False
     version: ClassVar[str] = "1"
-    fit_family: ClassVar[str] = ""
     needs_validation: ClassVar[bool] = False
     default_batch_size: ClassVar[int] = 128
     cost_knobs: ClassVar[dict[str, tuple]] = {}  # score options trading accuracy for cost: option -> default ladder
@@ -216,6 +213,12 @@ class OODMethod(abc.ABC):
     def budget(self) -> dict[str, float]:
         """Effective ``{"steps": …, "reps": …}``: network-chain steps and repetitions per image."""
         return {}
+
+    @classmethod
+    def required_weights(cls, config: MethodConfig) -> list[Weights]:
+        """The downloadable weights ``config`` needs (``ood-bench fetch``, ``--download``):
+        known files by name, pretrained models by Hugging Face repo id. Default: none."""
+        return []
 
     @classmethod
     def preflight(cls, config: MethodConfig) -> None:

@@ -57,9 +57,12 @@ def test_msp_and_energy_share_one_trained_classifier(tmp_path):
     rc = main(["run", "--method", "msp", "energy", "--id", "digits04", "--ood", "noise", "--limit", "40",
                "--train-limit", "100", "--bootstrap", "0", "--out", "run", "--quiet", *TINY_CLF])
     assert rc == 0
-    timings = json.loads((tmp_path / "run" / "manifest.json").read_text())["timings"]
-    assert not timings["msp/seed0"]["fit_cached"] and timings["energy/seed0"]["fit_cached"]
-    assert [p.parent.parent.name for p in (tmp_path / "results" / "cache").glob("*/*/model")] == ["classifier"]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    timings = manifest["timings"]
+    (clf,) = [a for m in ("msp", "energy") for a in timings[f"{m}/seed0"]["artifacts"] if a["status"] == "trained"]
+    (shared,) = timings["energy/seed0"]["artifacts"]
+    assert clf["kind"] == "classifier" and shared["status"] == "shared" and shared["key"] == clf["key"]
+    assert len(list((tmp_path / "results" / "cache" / "artifacts" / "classifier").glob("*/artifact.json"))) == 1
     scores = pd.read_csv(tmp_path / "run" / "scores.csv")
     preds = scores.pivot_table(index=["dataset", "index"], columns="method", values="prediction")
     assert (preds["msp"] == preds["energy"]).all()  # the same network

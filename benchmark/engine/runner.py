@@ -162,17 +162,16 @@ class Runner:
     def run_method(self, key: str, cls: type[OODMethod], mcfg: MethodConfig, seed: int) -> MethodResult:
         p = self.prep
         batch_size = p.cfg.batch_size or cls.default_batch_size
-        family = cls.fit_family or key  # methods of one family share the fitted model
         numerics = numerics_key(p.cfg.precision, p.cfg.compile, p.device)  # {} on a CPU by default
         ctx = RunContext(device=p.device, seed=seed, batch_size=batch_size, workers=p.cfg.workers, compile=p.cfg.compile)
         method = cls(mcfg, ctx)
         train, uses = self.attach(method, key, seed)
-        fit_key = digest({"method": family, "version": cls.version, "fit": mcfg.stage_dict("fit"),
+        fit_key = digest({"method": key, "version": cls.version, "fit": mcfg.stage_dict("fit"),
                           "train": train.fingerprint(), "seed": seed, **numerics,
                           **({"artifacts": {u.name: u.key for u in uses}} if uses else {}),
                           **({"validation": method.validation.fingerprint()} if cls.needs_validation else {})})
-        ctx.work_dir = self.cache.work_dir(family, fit_key)
-        fit_seconds, fit_peak, fit_cached, report = self._fit(method, family, fit_key, train)
+        ctx.work_dir = self.cache.work_dir(key, fit_key)
+        fit_seconds, fit_peak, fit_cached, report = self._fit(method, key, fit_key, train)
         fit_seconds += sum(u.seconds for u in uses if u.status != "shared")
         score_base = {"fit": fit_key, "score": mcfg.stage_dict("score"), "batch": batch_size,
                       "device": p.device.type, "seed": seed, **numerics}

@@ -2,7 +2,9 @@
 
 Both use the multi-layer feature vector DLSR reconstructs (:mod:`ood_bench.methods.features`,
 options :class:`~ood_bench.methods.features.FeatureOptions`: same backbone, layers, size and
-per-layer standardisation), so beside DLSR they show what its diffusion model adds.
+per-layer standardisation), so beside DLSR they show what its diffusion model adds. The
+extractor and the ID training vectors are the shared ``"features"`` artifact
+(:mod:`ood_bench.methods.feature_set`): with DLSR's options, DLSR's very vectors.
 
 - ``mahalanobis``: ``(z − μ)ᵀ Σ⁻¹ (z − μ)`` with Σ the Ledoit–Wolf estimate, one Gaussian for
   the whole ID set (unsupervised, as DLSR; Lee et al. 2018 fit one per class).
@@ -22,9 +24,12 @@ import torch.nn.functional as F
 
 from ood_bench.data.base import ImageDataset
 from ood_bench.data.transforms import ImageTransform
+from ood_bench.methods.artifacts import ArtifactRequest
 from ood_bench.methods.base import BatchOutput, OODMethod, score_option
+from ood_bench.methods.feature_set import features_request
 from ood_bench.methods.baselines.gaussian import Gaussian
-from ood_bench.methods.features import FeatureOptions, MultiLayerFeatures, build_features, extract_features
+from ood_bench.methods.features import FeatureOptions, MultiLayerFeatures, build_features
+from ood_bench.methods.pretrained import Weights
 from ood_bench.methods.registry import register_method
 from ood_bench.utils.device import autocast
 from ood_bench.utils.errors import ConfigError
@@ -41,20 +46,30 @@ class FeatureSpaceMethod(OODMethod):
         self.features: MultiLayerFeatures | None = None
 
     @classmethod
+    def required_weights(cls, config: FeatureOptions) -> list[Weights]:
+        return config.required_weights()
+
+    @classmethod
     def preflight(cls, config: FeatureOptions) -> None:
         config.check_weights()
 
     def inference_networks(self) -> list[torch.nn.Module]:
         return [self.features]
 
+    def requires(self) -> dict[str, ArtifactRequest]:
+        return {"features": features_request(self.config)}
+
     def _ensure_features(self) -> MultiLayerFeatures:
+        """The frozen extractor: the shared artifact's (one of its own for untrained speed runs)."""
         if self.features is None:
-            self.features, _ = build_features(self.config, self.device)
+            art = self.artifacts.get("features")
+            self.features = art.extractor if art is not None else build_features(self.config, self.device)[0]
         return self.features
 
     def train_vectors(self, train: ImageDataset) -> torch.Tensor:
-        return extract_features(self._ensure_features(), train, self.loader_transform(), self.ctx.batch_size,
-                                self.ctx.workers, self.device, f"{self.name} features {train.name}")
+        """The ID training vectors ``(N, c)`` (float32, CPU): the shared artifact's."""
+        self._ensure_features()
+        return self.artifacts["features"].vectors
 
     def vectors(self, x: torch.Tensor) -> torch.Tensor:
         with autocast(self.device):
