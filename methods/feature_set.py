@@ -40,14 +40,16 @@ def recipe_options(recipe: dict) -> FeatureOptions:
 
 @register_artifact("features")
 class FeaturesArtifact(Artifact):
-    """The frozen extractor (:class:`MultiLayerFeatures` on the device) and the ID training
-    vectors ``(N, c)`` (float32, CPU, dataset order) it gives."""
+    """The frozen extractor (:class:`MultiLayerFeatures` on the device), the ID training vectors
+    ``(N, c)`` it gives (float32, CPU, dataset order) and their labels ``(N,)`` (int64, −1 where
+    unlabelled)."""
 
     version = "1"
 
-    def __init__(self, extractor: MultiLayerFeatures, vectors: torch.Tensor) -> None:
+    def __init__(self, extractor: MultiLayerFeatures, vectors: torch.Tensor, labels: torch.Tensor) -> None:
         self.extractor = extractor
         self.vectors = vectors
+        self.labels = labels
 
     @staticmethod
     def new_extractor(recipe: dict, ctx: RunContext) -> MultiLayerFeatures:
@@ -61,15 +63,15 @@ class FeaturesArtifact(Artifact):
         transform = ImageTransform(recipe["image_size"], channels=3)
         vectors = extract_features(extractor, train, transform, EXTRACT_BATCH, ctx.workers, ctx.device,
                                    f"{recipe['backbone']} features {train.name}")
-        return cls(extractor, vectors)
+        return cls(extractor, vectors, torch.from_numpy(train.labels()))
 
     def save(self, directory: Path) -> None:
-        torch.save(self.vectors.contiguous(), directory / "vectors.pt")
+        torch.save({"vectors": self.vectors.contiguous(), "labels": self.labels}, directory / "vectors.pt")
 
     @classmethod
     def load(cls, recipe: dict, directory: Path, ctx: RunContext) -> "FeaturesArtifact":
-        vectors = torch.load(directory / "vectors.pt", map_location="cpu", weights_only=True)
-        return cls(cls.new_extractor(recipe, ctx), vectors)
+        state = torch.load(directory / "vectors.pt", map_location="cpu", weights_only=True)
+        return cls(cls.new_extractor(recipe, ctx), state["vectors"], state["labels"])
 
     def fit_report(self) -> dict[str, float]:
         return {"vectors": float(len(self.vectors)), "dim": float(self.vectors.shape[1])}

@@ -82,3 +82,22 @@ def test_single_score_baselines_refuse_another_score_up_front(name, capsys):
     rc = main(["run", "--method", name, "--id", "digits04", "--ood", "noise", "--set", f"{name}.score=mse", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: {name}: score must be ")
+
+
+def test_class_conditional_mahalanobis_is_lee_et_al_with_a_tied_covariance():
+    rng = np.random.default_rng(0)
+    means = np.array([[3.0, 0.0, 0.0], [-3.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    y = rng.integers(0, 3, 600)
+    x = means[y] + rng.normal(size=(600, 3)) @ np.diag([1.0, 0.5, 2.0])
+    g = Gaussian()
+    assert g.fit_classes(torch.from_numpy(x), torch.from_numpy(y), CPU) == 3
+    mu = np.stack([x[y == c].mean(0) for c in range(3)])
+    cov = sum(((x[y == c] - mu[c]).T @ (x[y == c] - mu[c])) for c in range(3)) / len(x)  # tied, ML
+    prec = np.linalg.inv(cov)
+    q = rng.normal(size=(7, 3)) * 4
+    want = np.min([np.einsum("bi,ij,bj->b", q - m, prec, q - m) for m in mu], axis=0)
+    np.testing.assert_allclose(g.distance(torch.from_numpy(q)).numpy(), want, rtol=1e-8)
+    # at a class mean the distance is 0 (the closest class), far from all means it grows
+    assert g.distance(torch.from_numpy(mu)).abs().max() < 1e-12
+    with pytest.raises(ConfigError, match="gaussian must be one of"):
+        ood_bench.create_method("mahalanobis", gaussian="per-class")

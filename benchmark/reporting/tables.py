@@ -19,7 +19,7 @@ import pandas as pd
 from ood_bench.reporting.metrics import METRIC_NAMES, all_metrics
 
 if TYPE_CHECKING:
-    from ood_bench.results import MethodResult
+    from ood_bench.outcomes import MethodResult
 
 COST_COLS = ("fit_s", "img_per_s", "nfe", "steps", "reps", "peak_mem_mib", "id_acc")
 KEY_COLS = ("entry", "method", "score", "primary", "seed", "id")

@@ -83,6 +83,14 @@ class ClassifierScore(OODMethod):
         self.num_classes = num_classes
         self.classifier = new_classifier(self.config, num_classes).to(self.device).eval()
 
+    def logits(self, data: ImageDataset) -> torch.Tensor:
+        """The classifier's logits ``(N, K)`` of ``data``."""
+        return self.map_batches(data, lambda x: self.classifier(x)[0])
+
+    def embed(self, data: ImageDataset) -> torch.Tensor:
+        """The classifier's penultimate features ``(N, 8·width)`` of ``data``."""
+        return self.map_batches(data, lambda x: self.classifier(x)[1])
+
     def logits_score(self, logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

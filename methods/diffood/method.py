@@ -125,6 +125,14 @@ class DiffOOD(PixelDiffusionMethod):
         return [self.classifier, self.unet]
 
     # ------------------------------------------------------------------ score
+    def logits(self, data: ImageDataset) -> torch.Tensor:
+        """The classifier's logits ``(N, K)`` of ``data``."""
+        return self.map_batches(data, lambda x: self.classifier(x)[0])
+
+    def embed(self, data: ImageDataset) -> torch.Tensor:
+        """The classifier's penultimate features ``(N, 8·width)`` of ``data``."""
+        return self.map_batches(data, lambda x: self.classifier(x)[1])
+
     def _views(self, x01: torch.Tensor) -> dict[str, torch.Tensor]:
         """L2-normalised representations of images in [0, 1], by space."""
         logits, feats = self.classifier(x01)

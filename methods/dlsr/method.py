@@ -143,6 +143,16 @@ class DLSR(OODMethod):
             self.features = art.extractor if art is not None else build_features(self.config, self.device)[0]
         return self.features
 
+    def embed(self, data: ImageDataset) -> torch.Tensor:
+        """The multi-layer feature vectors ``z0`` ``(N, c)`` of ``data`` (what the LFDN reconstructs)."""
+        feats = self._ensure_features()
+
+        def z0(x: torch.Tensor) -> torch.Tensor:
+            with autocast(self.device):
+                return feats(x).float()
+
+        return self.map_batches(data, z0)
+
     def extract(self, data: ImageDataset, desc: str) -> torch.Tensor:
         """Feature vectors ``(N, c)`` of every image, in dataset order (float32, CPU)."""
         return extract_features(self._ensure_features(), data, self.loader_transform(), self.ctx.batch_size,
