@@ -222,3 +222,110 @@ def test_compression_is_lossless_and_constant_images_are_cheap(codec):
         assert compressed_bits(noise, codec) >= 8 * noise.size  # noise does not compress
         gray = rng.integers(0, 256, (8, 8, 1), dtype=np.uint8)
         assert np.array_equal(decode(encode(gray)), gray)
+
+
+# ---------------------------------------------------------------------------------- the methods
+from ood_bench.cli import main  # noqa: E402
+from ood_bench.data import DataContext, load_dataset  # noqa: E402
+from ood_bench.methods.base import RunContext  # noqa: E402
+from ood_bench.methods.likelihood import DiffusionIC, DiffusionICConfig, DiffusionNLL, DiffusionNLLConfig  # noqa: E402
+from ood_bench.methods.likelihood.reuse import MEMO  # noqa: E402
+from ood_bench.utils.errors import ConfigError  # noqa: E402
+
+TINY = dict(image_size=8, channels=1, base_channels=16, channel_mult=(1, 2), layers_per_block=1, attention_resolutions=(),
+            norm_groups=8, dropout=0.0, epochs=1, train_batch_size=32, warmup_steps=5, hflip=False, diffusion_steps=40,
+            timesteps=6)
+
+
+def _ctx(tmp_path=None, bs=16):
+    return RunContext(device=torch.device("cpu"), batch_size=bs, work_dir=None if tmp_path is None else tmp_path / "w")
+
+
+def test_nll_scores_do_not_depend_on_the_batch_and_ic_reuses_the_bound(tmp_path):
+    MEMO.clear()
+    torch.manual_seed(0)
+    m = DiffusionNLL(DiffusionNLLConfig(**TINY), _ctx(tmp_path, bs=3))
+    m.build_untrained(0)
+    test = load_dataset("digits", "test", DataContext()).take(7)
+    s3 = m.score(test)
+    assert set(s3.scores) == {"nll_bpd", "prior_bpd", "kl_bpd", "decoder_bpd"} and s3.primary == "nll_bpd"
+    np.testing.assert_allclose(s3.scores["prior_bpd"] + s3.scores["kl_bpd"] + s3.scores["decoder_bpd"],
+                               s3.scores["nll_bpd"], rtol=1e-5)
+    assert m.cost() == {"unet": 7.0}  # 6 KL steps + the decoder
+    MEMO.clear()
+    m.ctx.batch_size = 5
+    s5 = m.score(test)
+    np.testing.assert_allclose(s5.scores["nll_bpd"], s3.scores["nll_bpd"], rtol=1e-6)
+    assert len(MEMO) == 7 and MEMO.hits == 0
+    # IC with the same weights reads the 7 bounds instead of recomputing them
+    ic = DiffusionIC(DiffusionICConfig(**TINY), _ctx(bs=4))
+    ic.unet = m.unet
+    ic._check_schedule()
+    si = ic.score(test)
+    assert MEMO.hits == 7 and len(MEMO) == 7
+    d = 64
+    np.testing.assert_allclose(si.scores["nll_bits"], s3.scores["nll_bpd"] * d, rtol=1e-5)  # bits = bpd · D
+    np.testing.assert_allclose(si.scores["ic_bits"], si.scores["nll_bits"] - si.scores["png_bits"], rtol=1e-5)
+    np.testing.assert_allclose(si.scores["ic_bpd"] * d, si.scores["ic_bits"], rtol=1e-5)
+    assert set(si.scores) == {"ic_bits", "ic_bpd", "nll_bits", "png_bits", "png_bpd"}
+    # another seed draws other noise (and is not served from the memo)
+    other = DiffusionNLL(DiffusionNLLConfig(**TINY), RunContext(device=torch.device("cpu"), seed=1, batch_size=3))
+    other.unet = m.unet
+    other._check_schedule()
+    assert not np.allclose(other.score(test).scores["kl_bpd"], s3.scores["kl_bpd"])
+    MEMO.clear()
+
+
+class StubNLL(DiffusionIC):
+    """IC with a stub likelihood: ``bits[j]`` bits for image j of the batch."""
+    bits: list[float] = []
+
+    def bound_nats(self, k, generator):
+        n = torch.tensor(self.bits[:len(k)], dtype=torch.float64) * math.log(2)  # nats, as the bound returns
+        return torch.zeros_like(n), n, torch.zeros_like(n)
+
+
+def test_ic_turns_the_likelihood_paradox_around():
+    """The paradox, constructed: the ID image is complex (noise-like) and gets 6 bits/dim; the OOD
+    image is simple (flat) and gets a *higher* likelihood, 2 bits/dim. NLL ranks the OOD image as
+    the more in-distribution one; IC = NLL − PNG (bits, whole image) ranks it above the ID image."""
+    d = 3 * 16 * 16
+    complex_id = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    simple_ood = torch.full((1, 3, 16, 16), 0.5)
+    ic = StubNLL(DiffusionICConfig(image_size=16, channels=3), _ctx())
+    ic.bits = [6.0 * d, 2.0 * d]
+    out = ic.score_batch(torch.cat([complex_id, simple_ood]), torch.Generator().manual_seed(0))
+    nll, png, s = (out.scores[k].double() for k in ("nll_bits", "png_bits", "ic_bits"))
+    assert float(nll[0]) == pytest.approx(6.0 * d, rel=1e-6)  # bits, not nats
+    assert float(nll[1]) < float(nll[0])  # NLL: the OOD image looks *more* in-distribution
+    assert float(png[0]) > 8 * d and float(png[1]) < 0.1 * float(png[0])
+    assert float(s[1]) > float(s[0])  # IC: the OOD image scores higher
+    # a stub NLL equal to the compressed length gives IC = 0
+    ic.bits = [float(png[0]), float(png[1])]
+    out = ic.score_batch(torch.cat([complex_id, simple_ood]), torch.Generator().manual_seed(0))
+    assert torch.allclose(out.scores["ic_bits"], torch.zeros(2), atol=1e-2)
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ValueError, match="variance"):
+        DiffusionNLLConfig(variance="learned")
+    with pytest.raises(ValueError, match="compressor"):
+        DiffusionICConfig(compressor="gif")
+    with pytest.raises(ValueError, match="score"):
+        DiffusionICConfig(compressor="webp", score="png_bits")
+    DiffusionICConfig(compressor="webp", score="webp_bits")
+
+
+def test_cli_end_to_end_on_a_tiny_preset(tmp_path, capsys):
+    opts = [f"{m}.{k}={list(v) if isinstance(v, tuple) else v}" for m in ("diffusion-nll", "diffusion-ic")
+            for k, v in TINY.items()]
+    rc = main(["run", "--method", "diffusion-nll", "diffusion-ic", "--id", "digits04", "--ood", "noise",
+               "--limit", "12", "--train-limit", "64", "--set", *opts, "--out", str(tmp_path / "o"),
+               "--cache-dir", str(tmp_path / "c"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    import pandas as pd
+    m = pd.read_csv(tmp_path / "o" / "metrics.csv")
+    assert {"diffusion-nll", "diffusion-ic"} <= set(m["method"])
+    rc = main(["run", "--method", "diffusion-nll", "--id", "digits04", "--ood", "noise", "--limit", "4",
+               "--set", "diffusion-nll.variance=learned", "--quiet"])
+    assert rc == 2 and "variance" in capsys.readouterr().err

@@ -1,0 +1,198 @@
+"""``diffusion-nll`` and ``diffusion-ic``: the ID DDPM's variational bound as an OOD score, and
+input complexity (Serrà et al., ICLR 2020) on top of it. Both: higher = more OOD.
+
+- ``diffusion-nll``: −log₂ P_θ(k) ≤ bound, in **bits per dimension** (D = C·H·W) of the 8-bit image
+  k the model sees (:mod:`ood_bench.methods.likelihood.bound`). Sub-scores ``prior_bpd``,
+  ``kl_bpd``, ``decoder_bpd`` (summing to ``nll_bpd``).
+- ``diffusion-ic``: S = NLL_bits − L(k), **bits per image**, L = 8 × bytes of the lossless file
+  (:mod:`ood_bench.methods.likelihood.compress`; PNG at level 9 by default). Large when the ID
+  model codes the image worse than a generic compressor. Sub-scores ``ic_bpd`` (= S / D),
+  ``nll_bits``, ``png_bits``, ``png_bpd`` (the compressed length alone: a complexity score).
+
+The ID DDPM: diffusers ``UNet2DModel`` + ``DDPMScheduler`` trained with
+:func:`~ood_bench.methods.unet.train_unet` (the recipe of :class:`PixelDiffusionConfig`, LMD's), or a
+pretrained diffusers UNet (``unet``). Both methods are one fit family: one run trains it once.
+
+Noise: each image draws from its own generator, seeded by (run seed, dataset fingerprint, image
+index), so its bits do not depend on batch size, batch composition or order. The two methods
+compute an image's bound once per process (:mod:`ood_bench.methods.likelihood.reuse`).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ood_bench.data.base import ImageDataset
+from ood_bench.data.loading import materialize
+from ood_bench.methods.base import BatchOutput
+from ood_bench.methods.likelihood import bound as B
+from ood_bench.methods.likelihood.compress import check_compressor, compressed_bits
+from ood_bench.methods.likelihood.config import DiffusionICConfig, DiffusionNLLConfig
+from ood_bench.methods.likelihood.reuse import MEMO, image_digests, weights_digest
+from ood_bench.methods.registry import register_method
+from ood_bench.methods.unet import PixelDiffusionMethod, load_unet, train_unet
+from ood_bench.utils.device import autocast, fast_path
+from ood_bench.utils.errors import ConfigError
+
+
+def image_seed(seed: int, fingerprint: str, index: int) -> int:
+    """The noise seed of image ``index`` of the set with ``fingerprint`` (63-bit)."""
+    digest = hashlib.sha1(f"{seed}:{fingerprint}:image:{index}".encode()).hexdigest()
+    return int(digest[:15], 16)
+
+
+class DiffusionLikelihood(PixelDiffusionMethod):
+    """Shared part: the ID DDPM, per-image noise, the bound (computed once per image and process)."""
+
+    config: DiffusionNLLConfig
+    fit_family = "diffusion-likelihood"  # nll and ic fit the very same DDPM
+    version = "1"
+    cost_knobs = {"timesteps": (10, 20, 50, 100, 250, 0)}  # 0 = every step (T − 1 KL calls)
+    example_rows = ()
+
+    def __init__(self, config: DiffusionNLLConfig, ctx) -> None:
+        super().__init__(config, ctx)
+        self.losses: list[float] = []
+        self._origin: tuple[int, str, int] | None = None  # (batch seed, fingerprint, first index)
+        self._model_key: str | None = None
+
+    @classmethod
+    def preflight(cls, config: DiffusionNLLConfig) -> None:
+        if config.unet:
+            load_unet(config.unet, config.image_size, config.channels)
+
+    # ------------------------------------------------------------------ fit / state
+    def fit(self, train_set: ImageDataset) -> None:
+        c = self.config
+        if c.unet:
+            self.unet = self.load_pretrained_unet().to(self.device).eval()
+        else:
+            x, _ = materialize(train_set, self.transform, 1024, self.ctx.workers)
+            res = train_unet(c, x, self.device, self.ctx.seed, self.ctx.work_dir, desc="diffusion-likelihood UNet",
+                             compile=self.training_compile())
+            self.unet, self.losses = res.model, res.epoch_losses
+        self._check_schedule()
+
+    def save(self, directory: Path) -> None:
+        self.save_diffusion(directory)
+
+    def load(self, directory: Path) -> None:
+        self.load_diffusion(directory)
+        self._check_schedule()
+
+    def build_untrained(self, num_classes: int) -> None:
+        super().build_untrained(num_classes)
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        self.sched = B.Schedule.from_scheduler(self.scheduler)
+        try:
+            self.variance = self.config.variance or B.scheduler_variance(self.scheduler)
+        except ValueError as e:
+            raise ConfigError(f"{e}; set variance=fixed_small or fixed_large") from None
+        self.bound_options = self.config.bound_options(self.variance)
+        self._model_key = None
+
+    def save_examples(self, data: ImageDataset, path: Path) -> bool:
+        return False  # nothing to picture: the score is a code length
+
+    def fit_report(self) -> dict[str, float]:
+        return {"final_train_loss": self.losses[-1]} if self.losses else {}
+
+    def cost(self) -> dict[str, float]:
+        """UNet calls per image: T (T − 1 KL steps + the decoder's x₁) per noise draw; K + 1 stratified."""
+        return {"unet": float(self.config.bound_options("fixed_small").evaluations(self.config.diffusion_steps))}
+
+    # ------------------------------------------------------------------ per-image noise
+    def batch_seed(self, fingerprint: str, start: int) -> int:
+        """The provided :meth:`score` seeds each batch's generator with this right before calling
+        :meth:`score_batch`; the batch's dataset and first index are kept so that every image gets
+        its own generator (:func:`image_seed`). A direct ``score_batch`` call with a generator
+        seeded otherwise (``ood-bench speed``) seeds its images from that generator's seed."""
+        seed = super().batch_seed(fingerprint, start)
+        self._origin = (seed, fingerprint, start)
+        return seed
+
+    def _image_keys(self, n: int, generator: torch.Generator) -> list[tuple[str, int]]:
+        seed = generator.initial_seed()
+        if self._origin is not None and self._origin[0] == seed:
+            _, fp, start = self._origin
+            return [(fp, start + j) for j in range(n)]
+        return [(f"generator:{seed}", j) for j in range(n)]
+
+    def _model_digest(self) -> str:
+        if self._model_key is None:
+            betas = self.sched.betas.numpy().tobytes()
+            self._model_key = weights_digest(self.unet, betas)
+        return self._model_key
+
+    # ------------------------------------------------------------------ the bound
+    def eps_model(self, xt: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device):
+            return self.unet(xt, i).sample.float()
+
+    def bound_nats(self, k: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(prior, kl, decoder) nats summed over dims, float64 ``(B,)``, of ``uint8`` images ``k``
+        on the device; images whose bound this process already has are not recomputed."""
+        keys = self._image_keys(len(k), generator)
+        opts = self.bound_options
+        common = (self._model_digest(), opts, self.device.type, fast_path(self.device), self.ctx.seed)
+        full = [common + key + (d,) for key, d in zip(keys, image_digests(k))]
+        have = [MEMO.get(f) for f in full]
+        todo = [j for j, h in enumerate(have) if h is None]
+        if todo:
+            gens = [torch.Generator(device=self.device).manual_seed(image_seed(self.ctx.seed, *keys[j])) for j in todo]
+            terms = B.variational_bound(self.eps_model, k[todo], self.sched, gens, opts)
+            rows = torch.stack([terms.prior, terms.kl, terms.decoder], 1).cpu().tolist()
+            for j, row in zip(todo, rows):
+                have[j] = tuple(row)
+                MEMO.put(full[j], have[j])
+        out = torch.tensor(have, dtype=torch.float64, device=self.device)
+        return out[:, 0], out[:, 1], out[:, 2]
+
+    def bound_terms(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, B.BoundTerms]:
+        """``x`` ``(B, C, H, W)`` in [0, 1] → the scored 8-bit images and their bound (nats)."""
+        k = B.quantize01(x)
+        prior, kl, dec = self.bound_nats(k, generator)
+        return k, B.BoundTerms(prior, kl, dec, dims=k[0].numel())
+
+
+@register_method("diffusion-nll")
+class DiffusionNLL(DiffusionLikelihood):
+    """Negative log-likelihood bound of the ID DDPM, bits/dim (higher = more OOD)."""
+
+    display_name = "Diffusion NLL"
+    config_cls = DiffusionNLLConfig
+
+    def score_batch(self, x: torch.Tensor, generator: torch.Generator) -> BatchOutput:
+        _, terms = self.bound_terms(x, generator)
+        return BatchOutput({k: v.float() for k, v in terms.bpd().items()})
+
+
+@register_method("diffusion-ic")
+class DiffusionIC(DiffusionLikelihood):
+    """Input complexity: NLL bits − lossless compressed bits, per image (higher = more OOD)."""
+
+    display_name = "Diffusion IC"
+    config_cls = DiffusionICConfig
+    config: DiffusionICConfig
+
+    @classmethod
+    def preflight(cls, config: DiffusionICConfig) -> None:
+        check_compressor(config.compressor)
+        super().preflight(config)
+
+    def score_batch(self, x: torch.Tensor, generator: torch.Generator) -> BatchOutput:
+        k, terms = self.bound_terms(x, generator)
+        dims = terms.dims
+        nll_bits = B.nats_to_bits(terms.total)
+        arr = k.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, C) uint8, what the bound scored
+        comp = torch.tensor([compressed_bits(np.ascontiguousarray(a), self.config.compressor) for a in arr],
+                            dtype=torch.float64, device=self.device)
+        ic = nll_bits - comp
+        name = self.config.compressor
+        return BatchOutput({"ic_bits": ic.float(), "ic_bpd": (ic / dims).float(), "nll_bits": nll_bits.float(),
+                            f"{name}_bits": comp.float(), f"{name}_bpd": (comp / dims).float()})
