@@ -229,7 +229,9 @@ from ood_bench.cli import main  # noqa: E402
 from ood_bench.data import DataContext, load_dataset  # noqa: E402
 from ood_bench.methods.base import RunContext  # noqa: E402
 from ood_bench.methods.likelihood import DiffusionIC, DiffusionICConfig, DiffusionNLL, DiffusionNLLConfig  # noqa: E402
+from ood_bench.methods.ddpm import DDPMArtifact  # noqa: E402
 from ood_bench.methods.likelihood.reuse import MEMO  # noqa: E402
+from ood_bench.methods.unet import unet_from_config  # noqa: E402
 from ood_bench.utils.errors import ConfigError  # noqa: E402
 
 TINY = dict(image_size=8, channels=1, base_channels=16, channel_mult=(1, 2), layers_per_block=1, attention_resolutions=(),
@@ -244,8 +246,12 @@ def _ctx(tmp_path=None, bs=16):
 def test_nll_scores_do_not_depend_on_the_batch_and_ic_reuses_the_bound(tmp_path):
     MEMO.clear()
     torch.manual_seed(0)
-    m = DiffusionNLL(DiffusionNLLConfig(**TINY), _ctx(tmp_path, bs=3))
-    m.build_untrained(0)
+    cfg = DiffusionNLLConfig(**TINY)
+    ddpm = DDPMArtifact(unet_from_config(cfg).eval(), cfg.scheduler())  # the shared ID DDPM (untrained)
+    m = DiffusionNLL(cfg, _ctx(tmp_path, bs=3))
+    m.artifacts = {"ddpm": ddpm}
+    m.fit(None)
+    assert m.unet is ddpm.unet and m.variance == "fixed_small" and m.requires()["ddpm"].kind == "ddpm-unet"
     test = load_dataset("digits", "test", DataContext()).take(7)
     s3 = m.score(test)
     assert set(s3.scores) == {"nll_bpd", "prior_bpd", "kl_bpd", "decoder_bpd"} and s3.primary == "nll_bpd"
@@ -259,8 +265,9 @@ def test_nll_scores_do_not_depend_on_the_batch_and_ic_reuses_the_bound(tmp_path)
     assert len(MEMO) == 7 and MEMO.hits == 0
     # IC with the same weights reads the 7 bounds instead of recomputing them
     ic = DiffusionIC(DiffusionICConfig(**TINY), _ctx(bs=4))
-    ic.unet = m.unet
-    ic._check_schedule()
+    ic.artifacts = {"ddpm": ddpm}
+    ic.load(tmp_path)
+    assert ic.requires() == m.requires()  # one recipe: one DDPM for both
     si = ic.score(test)
     assert MEMO.hits == 7 and len(MEMO) == 7
     d = 64
@@ -270,8 +277,8 @@ def test_nll_scores_do_not_depend_on_the_batch_and_ic_reuses_the_bound(tmp_path)
     assert set(si.scores) == {"ic_bits", "ic_bpd", "nll_bits", "png_bits", "png_bpd"}
     # another seed draws other noise (and is not served from the memo)
     other = DiffusionNLL(DiffusionNLLConfig(**TINY), RunContext(device=torch.device("cpu"), seed=1, batch_size=3))
-    other.unet = m.unet
-    other._check_schedule()
+    other.artifacts = {"ddpm": ddpm}
+    other.fit(None)
     assert not np.allclose(other.score(test).scores["kl_bpd"], s3.scores["kl_bpd"])
     MEMO.clear()
 

@@ -9,9 +9,10 @@ input complexity (Serrà et al., ICLR 2020) on top of it. Both: higher = more OO
   model codes the image worse than a generic compressor. Sub-scores ``ic_bpd`` (= S / D),
   ``nll_bits``, ``png_bits``, ``png_bpd`` (the compressed length alone: a complexity score).
 
-The ID DDPM: diffusers ``UNet2DModel`` + ``DDPMScheduler`` trained with
-:func:`~ood_bench.methods.unet.train_unet` (the recipe of :class:`PixelDiffusionConfig`, LMD's), or a
-pretrained diffusers UNet (``unet``). Both methods are one fit family: one run trains it once.
+The ID DDPM is the run's shared artifact ``"ddpm-unet"`` (:mod:`ood_bench.methods.ddpm`): diffusers
+``UNet2DModel`` + ``DDPMScheduler`` with the recipe of :class:`PixelDiffusionConfig` (LMD's), trained
+once on ID train minus the validation hold-out, or a pretrained diffusers UNet (``unet``); LMD and
+both methods here get the same object when their recipes agree.
 
 Noise: each image draws from its own generator, seeded by (run seed, dataset fingerprint, image
 index), so its bits do not depend on batch size, batch composition or order. The two methods
@@ -26,14 +27,15 @@ import numpy as np
 import torch
 
 from ood_bench.data.base import ImageDataset
-from ood_bench.data.loading import materialize
+from ood_bench.methods.artifacts import ArtifactRequest
 from ood_bench.methods.base import BatchOutput
+from ood_bench.methods.ddpm import DDPMArtifact, ddpm_request
 from ood_bench.methods.likelihood import bound as B
 from ood_bench.methods.likelihood.compress import check_compressor, compressed_bits
 from ood_bench.methods.likelihood.config import DiffusionICConfig, DiffusionNLLConfig
 from ood_bench.methods.likelihood.reuse import MEMO, image_digests, weights_digest
 from ood_bench.methods.registry import register_method
-from ood_bench.methods.unet import PixelDiffusionMethod, load_unet, train_unet
+from ood_bench.methods.unet import PixelDiffusionMethod, load_unet
 from ood_bench.utils.device import autocast, fast_path
 from ood_bench.utils.errors import ConfigError
 
@@ -48,14 +50,12 @@ class DiffusionLikelihood(PixelDiffusionMethod):
     """Shared part: the ID DDPM, per-image noise, the bound (computed once per image and process)."""
 
     config: DiffusionNLLConfig
-    fit_family = "diffusion-likelihood"  # nll and ic fit the very same DDPM
     version = "1"
     cost_knobs = {"timesteps": (10, 20, 50, 100, 250, 0)}  # 0 = every step (T − 1 KL calls)
     example_rows = ()
 
     def __init__(self, config: DiffusionNLLConfig, ctx) -> None:
         super().__init__(config, ctx)
-        self.losses: list[float] = []
         self._origin: tuple[int, str, int] | None = None  # (batch seed, fingerprint, first index)
         self._model_key: str | None = None
 
@@ -64,24 +64,24 @@ class DiffusionLikelihood(PixelDiffusionMethod):
         if config.unet:
             load_unet(config.unet, config.image_size, config.channels)
 
-    # ------------------------------------------------------------------ fit / state
+    # ------------------------------------------------------------------ the shared ID DDPM
+    def requires(self) -> dict[str, ArtifactRequest]:
+        return {"ddpm": ddpm_request(self.config)}
+
     def fit(self, train_set: ImageDataset) -> None:
-        c = self.config
-        if c.unet:
-            self.unet = self.load_pretrained_unet().to(self.device).eval()
-        else:
-            x, _ = materialize(train_set, self.transform, 1024, self.ctx.workers)
-            res = train_unet(c, x, self.device, self.ctx.seed, self.ctx.work_dir, desc="diffusion-likelihood UNet",
-                             compile=self.training_compile())
-            self.unet, self.losses = res.model, res.epoch_losses
+        self.use_ddpm()
+
+    def use_ddpm(self) -> None:
+        """Take the shared ID DDPM's UNet and schedule (the engine filled ``self.artifacts``)."""
+        ddpm: DDPMArtifact = self.artifacts["ddpm"]
+        self.unet, self.scheduler = ddpm.unet, ddpm.scheduler
         self._check_schedule()
 
     def save(self, directory: Path) -> None:
-        self.save_diffusion(directory)
+        """Nothing of its own: the UNet is the shared artifact."""
 
     def load(self, directory: Path) -> None:
-        self.load_diffusion(directory)
-        self._check_schedule()
+        self.use_ddpm()
 
     def build_untrained(self, num_classes: int) -> None:
         super().build_untrained(num_classes)
@@ -100,7 +100,8 @@ class DiffusionLikelihood(PixelDiffusionMethod):
         return False  # nothing to picture: the score is a code length
 
     def fit_report(self) -> dict[str, float]:
-        return {"final_train_loss": self.losses[-1]} if self.losses else {}
+        ddpm = self.artifacts.get("ddpm")
+        return ddpm.fit_report() if ddpm is not None else {}
 
     def cost(self) -> dict[str, float]:
         """UNet calls per image: T (T − 1 KL steps + the decoder's x₁) per noise draw; K + 1 stratified."""
