@@ -280,6 +280,12 @@ def test_nll_scores_do_not_depend_on_the_batch_and_ic_reuses_the_bound(tmp_path)
     other.artifacts = {"ddpm": ddpm}
     other.fit(None)
     assert not np.allclose(other.score(test).scores["kl_bpd"], s3.scores["kl_bpd"])
+    # a direct score_batch call (ood-bench speed) seeds its images from the generator's seed
+    MEMO.clear()
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    a = m.score_batch(x, torch.Generator().manual_seed(5)).scores["kl_bpd"]
+    MEMO.clear()
+    assert torch.equal(a, m.score_batch(x, torch.Generator().manual_seed(5)).scores["kl_bpd"])
     MEMO.clear()
 
 
