@@ -257,7 +257,10 @@ def test_nll_scores_do_not_depend_on_the_batch_and_ic_reuses_the_bound(tmp_path)
     assert set(s3.scores) == {"nll_bpd", "prior_bpd", "kl_bpd", "decoder_bpd"} and s3.primary == "nll_bpd"
     np.testing.assert_allclose(s3.scores["prior_bpd"] + s3.scores["kl_bpd"] + s3.scores["decoder_bpd"],
                                s3.scores["nll_bpd"], rtol=1e-5)
-    assert m.cost() == {"unet": 7.0}  # 6 KL steps + the decoder
+    assert m.cost() == {"unet": 7.0} and m.budget() == {"steps": 6.0, "reps": 1.0}  # 6 KL steps + the decoder
+    full = DiffusionNLL.with_budget(cfg, 1000, 3)
+    assert (full.timesteps, full.n_noise) == (0, 3) and DiffusionNLL(full, _ctx()).cost() == {"unet": 120.0}
+    assert DiffusionNLL.with_budget(cfg, 10, None).timesteps == 10
     MEMO.clear()
     m.ctx.batch_size = 5
     s5 = m.score(test)

@@ -20,6 +20,7 @@ compute an image's bound once per process (:mod:`ood_bench.methods.likelihood.re
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -106,6 +107,20 @@ class DiffusionLikelihood(PixelDiffusionMethod):
     def cost(self) -> dict[str, float]:
         """UNet calls per image: T (T − 1 KL steps + the decoder's x₁) per noise draw; K + 1 stratified."""
         return {"unet": float(self.config.bound_options("fixed_small").evaluations(self.config.diffusion_steps))}
+
+    @classmethod
+    def with_budget(cls, config: DiffusionNLLConfig, steps: int | None, reps: int | None) -> DiffusionNLLConfig:
+        """``--steps``: KL timesteps per image (≥ T − 1 = every step; fewer = stratified);
+        ``--reps``: noise draws per image."""
+        changes: dict = {"n_noise": reps} if reps else {}
+        if steps:
+            changes["timesteps"] = 0 if steps >= config.diffusion_steps - 1 else steps
+        return dataclasses.replace(config, **changes)
+
+    def budget(self) -> dict[str, float]:
+        c = self.config
+        k = c.diffusion_steps - 1 if c.timesteps <= 0 or c.timesteps >= c.diffusion_steps - 1 else c.timesteps
+        return {"steps": float(k), "reps": float(c.n_noise)}
 
     # ------------------------------------------------------------------ per-image noise
     def batch_seed(self, fingerprint: str, start: int) -> int:
