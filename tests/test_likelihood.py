@@ -266,6 +266,8 @@ def test_nll_scores_do_not_depend_on_the_batch_and_ic_reuses_the_bound(tmp_path)
     s5 = m.score(test)
     np.testing.assert_allclose(s5.scores["nll_bpd"], s3.scores["nll_bpd"], rtol=1e-6)
     assert len(MEMO) == 7 and MEMO.hits == 0
+    np.testing.assert_array_equal(m.score(test).scores["nll_bpd"], s5.scores["nll_bpd"])
+    assert MEMO.hits == 0  # a method never reads its own entries: scoring again computes again
     # IC with the same weights reads the 7 bounds instead of recomputing them
     ic = DiffusionIC(DiffusionICConfig(**TINY), _ctx(bs=4))
     ic.artifacts = {"ddpm": ddpm}
@@ -283,13 +285,14 @@ def test_nll_scores_do_not_depend_on_the_batch_and_ic_reuses_the_bound(tmp_path)
     other.artifacts = {"ddpm": ddpm}
     other.fit(None)
     assert not np.allclose(other.score(test).scores["kl_bpd"], s3.scores["kl_bpd"])
-    # a direct score_batch call (ood-bench speed) seeds its images from the generator's seed
+    # a direct score_batch call (ood-bench speed) seeds its images from the generator's seed,
+    # and neither reads nor fills the memo
     MEMO.clear()
     x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    a = m.score_batch(x, torch.Generator().manual_seed(5)).scores["kl_bpd"]
-    MEMO.clear()
-    assert torch.equal(a, m.score_batch(x, torch.Generator().manual_seed(5)).scores["kl_bpd"])
-    MEMO.clear()
+    a = m.score_batch(x, torch.Generator().manual_seed(5)).scores
+    assert torch.equal(a["kl_bpd"], m.score_batch(x, torch.Generator().manual_seed(5)).scores["kl_bpd"])
+    b = ic.score_batch(x, torch.Generator().manual_seed(5)).scores  # computed again, the same numbers
+    assert torch.allclose(b["nll_bits"], a["nll_bpd"] * 64, rtol=1e-6) and len(MEMO) == 0 and MEMO.hits == 0
 
 
 class StubNLL(DiffusionIC):

@@ -34,7 +34,7 @@ from ood_bench.methods.ddpm import DDPMArtifact, ddpm_request
 from ood_bench.methods.likelihood import bound as B
 from ood_bench.methods.likelihood.compress import check_compressor, compressed_bits
 from ood_bench.methods.likelihood.config import DiffusionICConfig, DiffusionNLLConfig
-from ood_bench.methods.likelihood.reuse import MEMO, image_digests, weights_digest
+from ood_bench.methods.likelihood.reuse import MEMO, image_digests, new_reader_id, weights_digest
 from ood_bench.methods.registry import register_method
 from ood_bench.methods.unet import PixelDiffusionMethod, load_unet
 from ood_bench.utils.device import autocast, fast_path
@@ -59,6 +59,7 @@ class DiffusionLikelihood(PixelDiffusionMethod):
         super().__init__(config, ctx)
         self._origin: tuple[int, str, int] | None = None  # (batch seed, fingerprint, first index)
         self._model_key: str | None = None
+        self._memo_id = new_reader_id()
 
     @classmethod
     def preflight(cls, config: DiffusionNLLConfig) -> None:
@@ -132,12 +133,14 @@ class DiffusionLikelihood(PixelDiffusionMethod):
         self._origin = (seed, fingerprint, start)
         return seed
 
-    def _image_keys(self, n: int, generator: torch.Generator) -> list[tuple[str, int]]:
+    def _image_keys(self, n: int, generator: torch.Generator) -> tuple[list[tuple[str, int]], bool]:
+        """Each image's (dataset fingerprint, index), and whether they came from :meth:`score`
+        (only those are shared with the other method through the memo)."""
         seed = generator.initial_seed()
         if self._origin is not None and self._origin[0] == seed:
             _, fp, start = self._origin
-            return [(fp, start + j) for j in range(n)]
-        return [(f"generator:{seed}", j) for j in range(n)]
+            return [(fp, start + j) for j in range(n)], True
+        return [(f"generator:{seed}", j) for j in range(n)], False
 
     def _model_digest(self) -> str:
         if self._model_key is None:
@@ -152,12 +155,15 @@ class DiffusionLikelihood(PixelDiffusionMethod):
 
     def bound_nats(self, k: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(prior, kl, decoder) nats summed over dims, float64 ``(B,)``, of ``uint8`` images ``k``
-        on the device; images whose bound this process already has are not recomputed."""
-        keys = self._image_keys(len(k), generator)
+        on the device; images whose bound another method instance of this process already
+        computed (same model, options, seed, set, index and pixels) are read, not recomputed."""
+        keys, shared = self._image_keys(len(k), generator)
         opts = self.bound_options
-        common = (self._model_digest(), opts, self.device.type, fast_path(self.device), self.ctx.seed)
-        full = [common + key + (d,) for key, d in zip(keys, image_digests(k))]
-        have = [MEMO.get(f) for f in full]
+        full: list[tuple] = []
+        if shared:
+            common = (self._model_digest(), opts, self.device.type, fast_path(self.device), self.ctx.seed)
+            full = [common + key + (d,) for key, d in zip(keys, image_digests(k))]
+        have = [MEMO.get(f, self._memo_id) for f in full] if shared else [None] * len(k)
         todo = [j for j, h in enumerate(have) if h is None]
         if todo:
             gens = [torch.Generator(device=self.device).manual_seed(image_seed(self.ctx.seed, *keys[j])) for j in todo]
@@ -165,7 +171,8 @@ class DiffusionLikelihood(PixelDiffusionMethod):
             rows = torch.stack([terms.prior, terms.kl, terms.decoder], 1).cpu().tolist()
             for j, row in zip(todo, rows):
                 have[j] = tuple(row)
-                MEMO.put(full[j], have[j])
+                if shared:
+                    MEMO.put(full[j], have[j], self._memo_id)
         out = torch.tensor(have, dtype=torch.float64, device=self.device)
         return out[:, 0], out[:, 1], out[:, 2]
 

@@ -11,6 +11,7 @@ cache are not in it (the other method then computes the bound itself).
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import OrderedDict
 from typing import Hashable
 
@@ -37,22 +38,26 @@ def image_digests(k: torch.Tensor) -> list[str]:
 
 
 class BoundMemo:
-    """LRU map: key → ``(prior, kl, decoder)`` nats of one image."""
+    """LRU map: key → ``(prior, kl, decoder)`` nats of one image, with the id of the method
+    instance that computed it. A reader never gets its own entries back: the memo shares work
+    *between* methods, so scoring a set twice with one method (``ood-bench speed``) still
+    computes, and its timing stays the method's own."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._d: OrderedDict[Hashable, tuple[float, float, float]] = OrderedDict()
+        self._d: OrderedDict[Hashable, tuple[tuple[float, float, float], int]] = OrderedDict()
         self.hits = 0
 
-    def get(self, key: Hashable) -> tuple[float, float, float] | None:
+    def get(self, key: Hashable, reader: int) -> tuple[float, float, float] | None:
         v = self._d.get(key)
-        if v is not None:
-            self._d.move_to_end(key)
-            self.hits += 1
-        return v
+        if v is None or v[1] == reader:
+            return None
+        self._d.move_to_end(key)
+        self.hits += 1
+        return v[0]
 
-    def put(self, key: Hashable, value: tuple[float, float, float]) -> None:
-        self._d[key] = value
+    def put(self, key: Hashable, value: tuple[float, float, float], writer: int) -> None:
+        self._d[key] = (value, writer)
         self._d.move_to_end(key)
         while len(self._d) > self.max_entries:
             self._d.popitem(last=False)
@@ -63,6 +68,14 @@ class BoundMemo:
     def clear(self) -> None:
         self._d.clear()
         self.hits = 0
+
+
+_next_id = itertools.count(1)
+
+
+def new_reader_id() -> int:
+    """A process-unique id for a method instance (never reused, unlike ``id()``)."""
+    return next(_next_id)
 
 
 MEMO = BoundMemo()  # the process's memo, shared by every diffusion-nll / diffusion-ic instance
