@@ -1,6 +1,7 @@
 """OOD detection methods. Importing this package registers every built-in method.
 
-Each method lives in its own subpackage (``dlsr/``, ``lmd/``, ``diffood/``, ``baselines/``); the
+Each method lives in its own subpackage (``dlsr/``, ``lmd/``, ``diffood/``, ``baselines/``,
+``likelihood/``); the
 shared pieces (contract, registry, shared artifacts (artifacts.py, the ID DDPM in ddpm.py), backbones, training loop, UNet factory) sit beside them.
 Methods of other packages register through entry points or ``--plugin``
 (:mod:`ood_bench.plugins`).
@@ -16,6 +17,7 @@ from ood_bench.methods import dlsr as _dlsr  # noqa: F401  (registers "dlsr")
 from ood_bench.methods import lmd as _lmd  # noqa: F401  (registers "lmd")
 from ood_bench.methods import diffood as _diffood  # noqa: F401  (registers "diffood")
 from ood_bench.methods import baselines as _baselines  # noqa: F401  (registers the baselines)
+from ood_bench.methods import likelihood as _likelihood  # noqa: F401  (registers "diffusion-nll", "diffusion-ic")
 
 __all__ = ["ARTIFACTS", "Artifact", "ArtifactRequest", "BatchOutput", "METHODS", "MethodConfig", "OODMethod", "RunContext", "ScoreBatch",
            "fit_option", "register_artifact", "register_method", "score_option"]

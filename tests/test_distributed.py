@@ -104,7 +104,8 @@ RUN = ["-m", "ood_bench", "run", "--config", "embedded", "--ood", "digits59", "n
        "mahalanobis.image_size=32", "knn.image_size=32", "knn.k=5", "lmd.epochs=1", "lmd.steps=2", "lmd.reps=2",
        "lmd.distances=[mse,ssim]", "lmd.score=mse", "diffood.epochs=1", "diffood.classifier_epochs=1",
        "diffood.classifier_width=4", "diffood.stride=120", "diffood.repeats=1", "msp.classifier_width=4",
-       "msp.classifier_epochs=1", "energy.classifier_width=4", "energy.classifier_epochs=1"]
+       "msp.classifier_epochs=1", "energy.classifier_width=4", "energy.classifier_epochs=1",
+       "diffusion-nll.epochs=1", "diffusion-nll.timesteps=2", "diffusion-ic.epochs=1", "diffusion-ic.timesteps=2"]
 COST_COLUMNS = ["img_per_s", "peak_mem_mib"]  # each process's own timing and memory
 
 
@@ -124,7 +125,7 @@ def test_two_process_run_scores_every_method_as_one_process(tmp_path):
           "--out", "two"], tmp_path)
     one_scores, two_scores = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("one", "two"))
     assert set(one_scores["method"]) == {"dlsr", "lmd", "diffood", "pixel-mahalanobis", "mahalanobis", "knn",
-                                         "msp", "energy"}
+                                         "msp", "energy", "diffusion-nll", "diffusion-ic"}
     pd.testing.assert_frame_equal(two_scores[two_scores["seed"] == 0].reset_index(drop=True), one_scores)
     one_metrics, two_metrics = (pd.read_csv(tmp_path / d / "metrics.csv") for d in ("one", "two"))
     pd.testing.assert_frame_equal(
