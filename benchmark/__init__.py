@@ -29,6 +29,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "run": "ood_bench.api", "execute": "ood_bench.api", "create_method": "ood_bench.api",
     "load_dataset": "ood_bench.api", "RunResult": "ood_bench.api",
+    "sweep": "ood_bench.api", "SweepResult": "ood_bench.api",
     "OODMethod": "ood_bench.methods.base", "MethodConfig": "ood_bench.methods.base",
     "BatchOutput": "ood_bench.methods.base", "ScoreBatch": "ood_bench.methods.base",
     "fit_option": "ood_bench.methods.base", "score_option": "ood_bench.methods.base",

@@ -135,6 +135,8 @@ class OODMethod(abc.ABC):
         fit_family: methods that fit the very same model from the same fit options (``msp`` and
             ``energy``: one classifier) name one family; the runner then fits it once and caches
             it under the family's name. Empty: the method's own name.
+        cost_knobs: the score options that trade accuracy for network evaluations, each with a
+            default ladder of values (``ood-bench sweep`` scores their product on one fitted model).
 
     Instance attribute ``image_transform``: the :class:`ImageTransform` every image goes
     through, set in ``__init__`` by methods whose images need nothing else (all built-in ones);
@@ -148,6 +150,7 @@ class OODMethod(abc.ABC):
     needs_labels: ClassVar[bool] = False
     version: ClassVar[str] = "1"
     fit_family: ClassVar[str] = ""
+    cost_knobs: ClassVar[dict[str, tuple]] = {}  # score options trading accuracy for cost: option -> default ladder
 
     def __init__(self, config: MethodConfig, ctx: RunContext) -> None:
         self.config = config
