@@ -31,6 +31,7 @@ _EXPORTS = {
     "load_dataset": "ood_bench.api", "RunResult": "ood_bench.api", "fit_method": "ood_bench.api",
     "Artifact": "ood_bench.methods.artifacts", "ArtifactRequest": "ood_bench.methods.artifacts",
     "register_artifact": "ood_bench.methods.artifacts",
+    "sweep": "ood_bench.api", "SweepResult": "ood_bench.api",
     "OODMethod": "ood_bench.methods.base", "MethodConfig": "ood_bench.methods.base",
     "BatchOutput": "ood_bench.methods.base", "ScoreBatch": "ood_bench.methods.base",
     "fit_option": "ood_bench.methods.base", "score_option": "ood_bench.methods.base",

@@ -18,6 +18,7 @@ the YAML keys of a preset (``seeds``, ``device``, ``limit``, ``bootstrap``, …)
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,10 +35,12 @@ from ood_bench.engine.process_group import describe as describe_distributed
 from ood_bench.engine.config import DEFAULT_PRESET, RunConfig, apply_mapping, find_preset, load_yaml
 from ood_bench.engine.manifest import finish_manifest, now_iso, start_manifest
 from ood_bench.engine.runner import Runner, display_name, method_config, method_context, prepare, seed_everything
+from ood_bench.engine.sweep import plan_sweep, run_sweep
 from ood_bench.methods.base import OODMethod
 from ood_bench.methods.registry import METHODS
 from ood_bench.plugins import load_plugins
 from ood_bench.reporting.leaderboard import Leaderboard, build_leaderboard, provenance_lines
+from ood_bench.reporting.frontier import DEFAULT_TOLERANCE, frontier_frame, knees_frame, write_sweep
 from ood_bench.reporting.metrics import CONVENTIONS
 from ood_bench.reporting.run_folder import (MANIFEST_FILE, check_writable_dir, claim_run_dir, scores_frame,
                                             write_run)
@@ -165,6 +168,104 @@ def execute(cfg: RunConfig, command: str, show_progress: bool = True) -> RunResu
     if run_dir is not None:
         result.save(run_dir)
     return result
+
+
+@dataclass
+class SweepResult:
+    """What :func:`sweep` returns.
+
+    Attributes:
+        config: the resolved run configuration.
+        pairs: ``(SweepPoint, MethodResult)`` per method × grid point × seed.
+        frontier: one row per method × point × OOD set (and mean rows): AUROC, FPR95, NFE/img,
+            measured s/img, bootstrap intervals, ``pareto`` (see :mod:`ood_bench.reporting.frontier`).
+        knees: per method, its knee and its most expensive point.
+    """
+
+    config: RunConfig
+    pairs: list
+    frontier: pd.DataFrame
+    knees: pd.DataFrame
+    tolerance: float
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, folder: str | Path) -> dict[str, Path]:
+        """Write the sweep folder ``ood-bench sweep --out FOLDER`` writes; returns the paths."""
+        return write_sweep(Path(folder), self.frontier, self.knees, preset_mapping(self.config),
+                           self.manifest, self.tolerance)
+
+
+def sweep(config: str | Path | None = None, *, grid: dict[str, dict[str, list]] | None = None,
+          tolerance: float = DEFAULT_TOLERANCE, out: str | Path | None = None, progress: bool = True,
+          **options: Any) -> SweepResult:
+    """AUROC against cost: every method of ``config`` over a grid of its cost knobs.
+
+    ``grid`` is ``{method: {option: [values]}}`` (default: the preset's ``sweep:``, else each
+    method's declared ``cost_knobs``); ``tolerance`` (AUROC points) sets the knees; ``options``
+    are preset keys as for :func:`run` (``methods``, ``seeds``, ``limit``, ``cache_dir``, …)."""
+    cfg = build_config(config, out=None if out is None else str(out), **options)
+    return execute_sweep(cfg, grid or {}, tolerance, command=f"ood_bench.sweep(config={cfg.preset!r})",
+                         show_progress=progress)
+
+
+def execute_sweep(cfg: RunConfig, grid: dict, tolerance: float, command: str, show_progress: bool = True) -> SweepResult:
+    """Validate ``cfg`` and the grid (every point's config is built before any work), score every
+    point, and (when ``cfg.out`` is set) write the sweep folder."""
+    _progress.set_enabled(show_progress)
+    t0 = time.perf_counter()
+    if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
+        raise ConfigError(f"--tolerance {tolerance}: must be a finite number of AUROC points, 0 or more")
+    load_plugins(cfg.plugins)
+    run_dir = Path(cfg.out) if cfg.out else None
+    for flag, folder in (("--out", run_dir), ("--cache-dir", Path(cfg.cache_dir))):
+        if folder is not None:
+            check_writable_dir(folder, flag)
+    prep = prepare(cfg)
+    points = plan_sweep(prep, grid)
+    manifest = {**start_manifest(cfg, prep, command), "kind": "sweep", "grid": grid, "tolerance": tolerance,
+                "conventions": CONVENTIONS}
+    run_dir = run_dir if dist.is_main() else None
+    if run_dir is not None:
+        claim_run_dir(run_dir)
+        write_json(run_dir / MANIFEST_FILE, manifest)
+    counts = {}
+    for p in points:
+        counts[p.method] = counts.get(p.method, 0) + 1
+    _progress.log(f"sweep folder {run_dir or '(none)'}; {len(points)} points "
+                  f"({', '.join(f'{m} {n}' for m, n in counts.items())}) x seeds {cfg.seeds}")
+    try:
+        pairs = run_sweep(prep, points, Cache(cfg.cache_dir, cfg.use_cache))
+    except BaseException as e:
+        if run_dir is not None:
+            manifest.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                            finished=now_iso(), error=f"{type(e).__name__}: {e}".splitlines()[0])
+            write_json(run_dir / MANIFEST_FILE, manifest)
+        raise
+    frontier = frontier_frame(pairs, display_name(cfg.id), cfg.bootstrap)
+    knees = knees_frame(frontier, tolerance)
+    finish_manifest(manifest, [r for _, r in pairs], time.perf_counter() - t0)
+    manifest["timings"] = {f"{p.method}[{p.label}]/seed{r.seed}": {
+        "fit_cached": r.fit_cached, "fit_key": r.fit_key, "score_s": sum(d.seconds for d in r.all_scored),
+        "scores_cached": all(d.cached for d in r.all_scored), "nfe_per_image": r.cost} for p, r in pairs}
+    result = SweepResult(cfg, pairs, frontier, knees, tolerance, manifest)
+    if run_dir is not None:
+        result.save(run_dir)
+    return result
+
+
+def preset_mapping(cfg: RunConfig) -> dict[str, Any]:
+    """``cfg`` as a preset's YAML mapping (id, OOD groups, methods with options, seeds, plugins)."""
+    if cfg.ood_groups:
+        ood: Any = {}
+        for name in cfg.ood:
+            ood.setdefault(cfg.ood_groups.get(name, "ood"), []).append(name)
+    else:
+        ood = list(cfg.ood)
+    out: dict[str, Any] = {"id": cfg.id, "ood": ood, "seeds": list(cfg.seeds),
+                           "methods": {m: dict(cfg.method_options.get(m, {})) for m in cfg.methods}}
+    if cfg.plugins:
+        out["plugins"] = list(cfg.plugins)
+    return out
 
 
 def create_method(name: str, *, preset: str | Path | None = None, device: str = "auto", seed: int = 0,

@@ -50,43 +50,21 @@ def _parser() -> argparse.ArgumentParser:
         "Fit each method on the ID training split, score the ID test split and every OOD set, and "
         f"write metrics, leaderboards, per-image scores and plots. Without --config the "
         f"'{DEFAULT_PRESET}' preset (configs/{DEFAULT_PRESET}.yaml) gives the defaults."))
-    r.add_argument("--config", help="YAML file or preset name in configs/ (default: embedded)")
-    r.add_argument("--method", "--methods", dest="methods", nargs="+", metavar="M", help="method(s) to run")
-    r.add_argument("--id", help="ID dataset: registry name or folder (with train/ and test/)")
-    r.add_argument("--ood", nargs="+", metavar="OOD",
-                   help="OOD sets: registry names or image folders, one ungrouped set of columns "
-                        "(replaces the preset's OOD sets and their near/far groups)")
-    r.add_argument("--near", nargs="+", metavar="OOD", help="near-OOD sets (with --far: grouped columns and averages)")
-    r.add_argument("--far", nargs="+", metavar="OOD", help="far-OOD sets")
-    r.add_argument("--out", help="run folder (default: results/<preset>-<time>)")
-    r.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default auto: cuda if present, else cpu)")
-    r.add_argument("--seed", type=int, help="random seed (default 0)")
-    r.add_argument("--seeds", type=int, nargs="+", help="several seeds: every table shows mean ± std")
-    r.add_argument("--data-root", help="folder holding the standard datasets (default ~/data)")
-    r.add_argument("--download", action="store_true", default=None,
-                   help="download missing weights and datasets first (as `ood-bench fetch`)")
-    r.add_argument("--batch-size", type=int, help="images per scoring batch (default: per method)")
-    r.add_argument("--workers", type=int, help="DataLoader workers for sets read from disk (default 2)")
-    r.add_argument("--limit", type=int, help="score N images of the ID test set and of every OOD set (quick looks): "
-                                             "a fixed-seed subset, class-stratified when labelled, in dataset order")
-    r.add_argument("--train-limit", type=int, help="fit on N images of the ID training set (chosen as --limit chooses)")
-    r.add_argument("--validation", type=float,
-                   help="fraction of the ID training set held out per seed (default 0.05): shared networks requested "
-                        "on 'fit' data train without it; methods that calibrate on it receive it")
-    r.add_argument("--set", dest="sets", nargs="+", default=[], metavar="M.OPT=V",
-                   help="method options, e.g. dlsr.score=mse lmd.reps=4")
-    r.add_argument("--cache-dir", help="model/score cache (default results/cache)")
-    r.add_argument("--no-cache", action="store_true", help="ignore cached models and scores (still writes them)")
-    r.add_argument("--skip-unreadable", action="store_true", default=None,
-                   help="skip unreadable images in folders with a warning instead of failing")
-    r.add_argument("--steps", type=int, help="equal budget: sampling steps per chain for every method (each maps it onto its own option)")
-    r.add_argument("--reps", type=int, help="equal budget: repetitions (noise draws / masks) per image for every "
-                                            "method that repeats (DLSR does not: it says so and keeps 1)")
-    r.add_argument("--bootstrap", type=int, help="bootstrap resamples for intervals and p-values (default 1000; 0 = none)")
-    r.add_argument("--json", action="store_true",
-                   help="print a JSON summary (run folder, status, outputs, leaderboard) instead of the table")
-    _fast_path_flags(r)
-    _plugin_flag(r)
+    _run_flags(r)
+
+    sw = sub.add_parser("sweep", parents=common, help="AUROC against cost: each method's cost knobs over a grid, one fitted model per method",
+                        description=(
+        "Score every method of a preset at each point of a grid over its cost knobs (sampling steps, "
+        "repetitions, ...: scoring options only, so each method's model is fitted or loaded once), and write "
+        "frontier.csv, the Pareto set, each method's knee (knees.yaml: a preset with every method at its "
+        "knee), AUROC-vs-cost plots and report.html. Ladders: --grid, else the preset's sweep:, else "
+        "each method's declared cost knobs (`ood-bench list --options` marks them). Takes run's flags "
+        "except --steps/--reps/--no-cache."))
+    _run_flags(sw)
+    sw.add_argument("--grid", nargs="+", default=[], metavar="M.OPT=V1,V2",
+                    help="ladders to sweep, e.g. lmd.steps=10,50,1000 lmd.reps=2,4 (a method named here varies only these)")
+    sw.add_argument("--tolerance", type=float, default=None,
+                    help="knee: the cheapest point within this many AUROC points of the method's most expensive point (default 0.5)")
 
     sp = sub.add_parser("speed", parents=common, help="time the scoring of methods at their configured sizes (untrained weights)",
                         description="Builds each method's networks at the configured sizes with untrained weights and "
@@ -143,6 +121,47 @@ def _parser() -> argparse.ArgumentParser:
     f.set_defaults(device=None)
     _plugin_flag(f)
     return p
+
+
+def _run_flags(r: argparse.ArgumentParser) -> None:
+    """The flags of ``run`` (``sweep`` takes them too)."""
+    r.add_argument("--config", help="YAML file or preset name in configs/ (default: embedded)")
+    r.add_argument("--method", "--methods", dest="methods", nargs="+", metavar="M", help="method(s) to run")
+    r.add_argument("--id", help="ID dataset: registry name or folder (with train/ and test/)")
+    r.add_argument("--ood", nargs="+", metavar="OOD",
+                   help="OOD sets: registry names or image folders, one ungrouped set of columns "
+                        "(replaces the preset's OOD sets and their near/far groups)")
+    r.add_argument("--near", nargs="+", metavar="OOD", help="near-OOD sets (with --far: grouped columns and averages)")
+    r.add_argument("--far", nargs="+", metavar="OOD", help="far-OOD sets")
+    r.add_argument("--out", help="run folder (default: results/<preset>-<time>)")
+    r.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default auto: cuda if present, else cpu)")
+    r.add_argument("--seed", type=int, help="random seed (default 0)")
+    r.add_argument("--seeds", type=int, nargs="+", help="several seeds: every table shows mean ± std")
+    r.add_argument("--data-root", help="folder holding the standard datasets (default ~/data)")
+    r.add_argument("--download", action="store_true", default=None,
+                   help="download missing weights and datasets first (as `ood-bench fetch`)")
+    r.add_argument("--batch-size", type=int, help="images per scoring batch (default: per method)")
+    r.add_argument("--workers", type=int, help="DataLoader workers for sets read from disk (default 2)")
+    r.add_argument("--limit", type=int, help="score N images of the ID test set and of every OOD set (quick looks): "
+                                             "a fixed-seed subset, class-stratified when labelled, in dataset order")
+    r.add_argument("--train-limit", type=int, help="fit on N images of the ID training set (chosen as --limit chooses)")
+    r.add_argument("--validation", type=float,
+                   help="fraction of the ID training set held out per seed (default 0.05): shared networks requested "
+                        "on 'fit' data train without it; methods that calibrate on it receive it")
+    r.add_argument("--set", dest="sets", nargs="+", default=[], metavar="M.OPT=V",
+                   help="method options, e.g. dlsr.score=mse lmd.reps=4")
+    r.add_argument("--cache-dir", help="model/score cache (default results/cache)")
+    r.add_argument("--no-cache", action="store_true", help="ignore cached models and scores (still writes them)")
+    r.add_argument("--skip-unreadable", action="store_true", default=None,
+                   help="skip unreadable images in folders with a warning instead of failing")
+    r.add_argument("--steps", type=int, help="equal budget: sampling steps per chain for every method (each maps it onto its own option)")
+    r.add_argument("--reps", type=int, help="equal budget: repetitions (noise draws / masks) per image for every "
+                                            "method that repeats (DLSR does not: it says so and keeps 1)")
+    r.add_argument("--bootstrap", type=int, help="bootstrap resamples for intervals and p-values (default 1000; 0 = none)")
+    r.add_argument("--json", action="store_true",
+                   help="print a JSON summary (run folder, status, outputs, leaderboard) instead of the table")
+    _fast_path_flags(r)
+    _plugin_flag(r)
 
 
 def _preset_flags(p: argparse.ArgumentParser) -> None:
@@ -256,6 +275,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ood_bench.api import execute_sweep
+    from ood_bench.engine.sweep import parse_grid
+    from ood_bench.reporting.frontier import DEFAULT_TOLERANCE, format_mean_table, knee_options, set_lines
+    from ood_bench.utils import progress
+
+    t_start = time.perf_counter()
+    grid = parse_grid(args.grid)
+    cfg = build_run_config(args)
+    tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    result = execute_sweep(cfg, grid, tolerance, command=" ".join(["ood-bench", *sys.argv[1:]]),
+                           show_progress=not args.quiet)
+    progress.set_enabled(True)
+    print(format_mean_table(result.frontier).to_markdown(index=False, tablefmt="simple", disable_numparse=True))
+    print(f"\nknees (cheapest point within {tolerance:g} AUROC points of each method's most expensive point):")
+    for line in set_lines(knee_options(result.frontier, result.knees)) or ["  (no method has cost knobs)"]:
+        print(f"  {line}")
+    print(f"\nwrote {cfg.out}/ in {time.perf_counter() - t_start:.1f}s (run every method at its knee: "
+          f"ood-bench run --config {Path(cfg.out) / 'knees.yaml'})")
+    return 0
+
+
 def _terminal_table(board) -> str:
     cells = board.cells("{}", " ± {}")
     return cells.to_markdown(stralign="right", tablefmt="simple", disable_numparse=True)
@@ -340,6 +381,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             for f in dataclasses.fields(cls.config_cls):
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
                 stage = f.metadata.get("stage", "fit")
+                if f.name in cls.cost_knobs:  # what `ood-bench sweep` varies by default
+                    stage += f"; cost knob, sweep ladder {_yaml(list(cls.cost_knobs[f.name]))}"
                 value = _yaml(given[f.name]) if f.name in given else _yaml(default)
                 origin = f" [preset; paper: {_yaml(default)}]" if f.name in given and given[f.name] != default else ""
                 print(f"      {name}.{f.name}={value}  ({stage}){origin} {f.metadata.get('help', '')}")
@@ -443,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(level, args.log_file)
     try:
         commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "speed": cmd_speed,
-                    "fetch": cmd_fetch, "compare": cmd_compare}
+                    "fetch": cmd_fetch, "compare": cmd_compare, "sweep": cmd_sweep}
         rc = commands[args.command](args)
         sys.stdout.flush()
         return rc

@@ -71,6 +71,7 @@ class RunConfig:
     reps: int | None = None
     preset: str | None = None
     plugins: list[str] = field(default_factory=list)
+    sweep: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # ood-bench sweep: method -> option -> ladder
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

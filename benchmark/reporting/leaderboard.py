@@ -248,6 +248,9 @@ def load_run(run_dir: Path) -> tuple[pd.DataFrame, dict]:
             raise ValueError("not a JSON object")
     except (ValueError, OSError) as e:
         raise UserError(f"{jfile} is damaged ({type(e).__name__}); re-run the command that wrote {run_dir}") from None
+    if manifest.get("kind") == "sweep":
+        raise UserError(f"{run_dir} is a sweep folder (ood-bench sweep), not a run: its results are "
+                        f"{run_dir / 'frontier.csv'}; give leaderboard/compare the --out folder of `ood-bench run`")
     status = manifest.get("status")
     if status != "complete":
         raise UserError(f"{run_dir} holds an unfinished run (status {status!r}: it failed, was interrupted or "

@@ -186,3 +186,37 @@ def auroc_vs_throughput(points: dict[str, tuple[float, float, float]], path: Pat
     for (name, speed, auc), (dx, dy, ha) in zip(named, _label_offsets(named, ax.get_xlim(), ax.get_ylim())):
         ax.annotate(name, (speed, auc), textcoords="offset points", xytext=(dx, dy), ha=ha, fontsize=8)
     return _save(fig, path)
+
+
+@_styled
+def frontier_plot(points, x: str, path: Path, *, title: str) -> Path:
+    """AUROC (%) against cost, one line per method through its grid points (sorted by cost),
+    Pareto points ringed. ``points``: a frame with ``method``, ``x``, ``auroc`` (fraction) and
+    ``pareto`` columns; ``x`` is ``"nfe"`` (network evaluations per image) or ``"s_per_img"``
+    (measured seconds per image). Log x; points with no cost (≤ 0) cannot sit on a log axis and
+    are listed in the legend as ``(no network)`` instead."""
+    fig, ax = _figure(3.6)
+    xs_all = []
+    for name, part in points.groupby("title", sort=False):
+        part = part.sort_values(x)
+        pos = part[part[x] > 0]
+        if pos.empty:
+            ax.plot([], [], "o", label=f"{name} (no network)")
+            continue
+        xs_all += list(pos[x])
+        ax.plot(pos[x], 100 * pos["auroc"], "o-", ms=4, lw=1.2, label=name)
+        front = pos[pos["pareto"].astype(bool)]
+        ax.plot(front[x], 100 * front["auroc"], "o", ms=9, mfc="none", mec="black", mew=1.2)
+    ax.plot([], [], "o", ms=9, mfc="none", mec="black", mew=1.2, label="Pareto")
+    ax.set_xscale("log")
+    if xs_all:
+        ax.set_xlim(min(xs_all) / 1.6, max(xs_all) * 1.6)
+    ax.xaxis.set_major_formatter(FuncFormatter(_compact))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("network evaluations per image (log scale)" if x == "nfe"
+                  else "measured seconds per image (log scale)")
+    ax.set_ylabel("AUROC (%), mean over OOD sets")
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best", frameon=False)
+    return _save(fig, path)

@@ -58,6 +58,8 @@ class DiffOOD(PixelDiffusionMethod):
     """Guided DDIM denoising toward the predicted class; change of the classifier's view. Needs labels."""
 
     display_name = "DiffOOD"
+    # strides that divide the paper's t = 240 (20 = the paper's, 12 guided steps); r = 4 is the paper's
+    cost_knobs = {"stride": (20, 40, 80, 240), "repeats": (1, 2, 4)}
     example_rows = ("original", "noised", "denoised")
 
     config_cls = DiffOODConfig

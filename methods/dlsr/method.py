@@ -69,6 +69,8 @@ class DLSR(OODMethod):
     """Feature-space diffusion reconstruction; unsupervised (labels are ignored)."""
 
     display_name = "DLSR"
+    # t: DDIM steps back from the distortion level (paper t = 3); the LR score doubles the LFDN passes
+    cost_knobs = {"t": (1, 3, 5, 10), "lr_score": (False, True)}
 
     config_cls = DLSRConfig
     needs_labels = False

@@ -52,6 +52,8 @@ class LMD(PixelDiffusionMethod):
     """Diffusion inpainting of checkerboard-masked images; distance to the original. Unsupervised."""
 
     display_name = "LMD"
+    # the paper's 1000 steps x 10 repetitions is the most expensive point of the default ladder
+    cost_knobs = {"steps": (10, 20, 50, 100, 250, 1000), "reps": (2, 4, 10)}
     example_rows = ("original", "masked", "inpainted")
 
     config_cls = LMDConfig
