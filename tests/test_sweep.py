@@ -130,7 +130,7 @@ def test_a_sweep_point_equals_a_plain_run_with_the_same_options(tmp_path):
 
 
 @pytest.mark.parametrize("grid, needle", [
-    ("nosuch.passes=1,2", "names method 'nosuch', which this sweep does not run"),
+    ("nosuch.passes=1,2", "--grid names method 'nosuch', which this sweep does not run"),
     ("test-passes.bogus=1,2", "test-passes has no option 'bogus'"),
     ("test-passes.size=4,8", "test-passes.size is a fit option"),
     ("test-passes.passes=0,2", "passes must be ≥ 1"),

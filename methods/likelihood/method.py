@@ -36,7 +36,8 @@ from ood_bench.methods.likelihood.compress import check_compressor, compressed_b
 from ood_bench.methods.likelihood.config import DiffusionICConfig, DiffusionNLLConfig
 from ood_bench.methods.likelihood.reuse import MEMO, image_digests, new_reader_id, weights_digest
 from ood_bench.methods.registry import register_method
-from ood_bench.methods.unet import PixelDiffusionMethod, load_unet
+from ood_bench.methods.pixel_diffusion import PixelDiffusionMethod
+from ood_bench.methods.unet import load_unet
 from ood_bench.utils.device import autocast, fast_path
 from ood_bench.utils.errors import ConfigError
 
