@@ -136,7 +136,7 @@ def _credit(work_dir: Path, name: str, seconds: float) -> None:
 def _load_state(path: Path, device: torch.device, desc: str) -> dict | None:
     """A checkpoint, or ``None`` (moved aside with a warning) when it cannot be read."""
     try:
-        return torch.load(path, map_location=device, weights_only=False)
+        return torch.load(path, map_location=device, weights_only=True)  # never unpickles code
     except Exception as e:  # truncated or foreign file: train that part again
         bad = path.with_name(path.name + ".bad")
         path.replace(bad)

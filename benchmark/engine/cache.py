@@ -66,7 +66,7 @@ def validate_file(path: Path) -> None:
     name = path.name
     try:
         if path.suffix in (".pt", ".pth", ".bin"):
-            obj = torch.load(path, map_location="cpu", weights_only=False)  # our own files
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
         elif path.suffix == ".safetensors":
             from safetensors.torch import load_file
 

@@ -12,6 +12,7 @@ names, Near/Far groups, accuracy and cost apart) lives in :mod:`ood_bench.report
 """
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from ood_bench.data.registry import dataset_title
 from ood_bench.methods.registry import METHODS
 from ood_bench.utils import atomic
 from ood_bench.utils.errors import UserError
+from ood_bench.utils.naming import one_line
 from ood_bench.reporting.latex import latex_tables
 from ood_bench.reporting.metrics import CONVENTIONS
 from ood_bench.reporting.tables import MEAN_GROUP, add_mean_rows, seed_summary
@@ -104,7 +106,7 @@ class Leaderboard:
 
     def to_markdown(self) -> str:
         table = self.cells("**{}**", " ± {}").to_markdown(stralign="right", disable_numparse=True)
-        notes = "\n".join(f"<sub>{line}</sub>  " for line in self.provenance)
+        notes = "\n".join(f"<sub>{html.escape(one_line(line), quote=False)}</sub>  " for line in self.provenance)
         return f"{table}\n\n{notes}\n" if notes else table + "\n"
 
     def to_latex(self, sub_scores: bool = False, resize: bool = False) -> str:
@@ -134,7 +136,7 @@ class Leaderboard:
                 frame[f"{col} ±"] = self.std[col]
             frame = frame[[c for col in self.mean.columns for c in (col, f"{col} ±")]]
         frame.index.name = "method"
-        head = "".join(f"# {line}\n" for line in self.provenance)
+        head = "".join(f"# {one_line(line)}\n" for line in self.provenance)
         return head + frame.to_csv(float_format="%.6g")
 
     def export(self, fmt: str) -> str:
@@ -396,5 +398,5 @@ def format_comparisons(df: pd.DataFrame, n_resamples: int = 1000) -> pd.DataFram
 
 def markdown(df: pd.DataFrame, notes: list[str] | None = None) -> str:
     table = df.to_markdown(index=False, disable_numparse=True)
-    extra = "\n".join(f"<sub>{n}</sub>  " for n in notes or [])
+    extra = "\n".join(f"<sub>{html.escape(one_line(n), quote=False)}</sub>  " for n in notes or [])
     return f"{table}\n\n{extra}\n" if extra else table + "\n"
