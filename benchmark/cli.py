@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, help="score N images of the ID test set and of every OOD set (quick looks): "
                                              "a fixed-seed subset, class-stratified when labelled, in dataset order")
     r.add_argument("--train-limit", type=int, help="fit on N images of the ID training set (chosen as --limit chooses)")
+    r.add_argument("--id-test-fraction", type=float, metavar="F",
+                   help="an ID folder with train/ but no test/ (refused otherwise): hold out the fraction F of "
+                        "train/ (seeded, class-stratified) as its test split and fit on the rest")
     r.add_argument("--set", dest="sets", nargs="+", default=[], metavar="M.OPT=V",
                    help="method options, e.g. dlsr.score=mse lmd.reps=4")
     r.add_argument("--cache-dir", help="model/score cache (default results/cache)")
@@ -210,12 +213,15 @@ def build_run_config(args: argparse.Namespace):
         groups = {"near": args.near or [], "far": args.far or []}
         cfg.ood = [n for names in groups.values() for n in names]
         cfg.ood_groups = {n: g for g, names in groups.items() for n in names}
+    if args.seeds and args.seed is not None:
+        raise ConfigError(f"--seed {args.seed} and --seeds {' '.join(map(str, args.seeds))} both given; use --seeds "
+                          f"for several seeds (add {args.seed} to it if you want it)")
     if args.seeds:
         cfg.seeds = list(args.seeds)
     elif args.seed is not None:
         cfg.seeds = [args.seed]
     for flag, attr in (("data_root", "data_root"), ("download", "download"),
-                       ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"), ("train_limit", "train_limit"),
+                       ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"), ("train_limit", "train_limit"), ("id_test_fraction", "id_test_fraction"),
                        ("cache_dir", "cache_dir"), ("skip_unreadable", "skip_unreadable"), ("out", "out"),
                        ("bootstrap", "bootstrap"), ("steps", "steps"), ("reps", "reps")):
         v = getattr(args, flag)
@@ -438,8 +444,8 @@ def main(argv: list[str] | None = None) -> int:
             setattr(sys, name, logs.SafeStream(getattr(sys, name)))
     args = _parser().parse_args(argv)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logs.configure(level, args.log_file)
     try:
+        logs.configure(level, args.log_file)
         commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "speed": cmd_speed,
                     "fetch": cmd_fetch, "compare": cmd_compare}
         rc = commands[args.command](args)

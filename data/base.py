@@ -197,6 +197,48 @@ class LimitedDataset(ImageDataset):
         return {"limit": self.n, "seed": self.seed, "strategy": self.strategy, "base": self.base.fingerprint()}
 
 
+class SplitPart(ImageDataset):
+    """One part of a seeded split of a set that has no test split of its own (an ID folder with
+    ``train/`` only, ``--id-test-fraction``): ``test`` = ``round(fraction × N)`` items chosen as
+    ``--limit`` chooses (class-stratified when labelled; at least 1, at most N − 1), ``train`` =
+    every other item. The two parts never share an image; ids are the parent's."""
+
+    def __init__(self, base: ImageDataset, fraction: float, part: str, seed: int = LIMIT_SEED) -> None:
+        if not 0 < fraction < 1 or part not in ("train", "test"):
+            raise ValueError("fraction must be in (0, 1) and part train or test")
+        if len(base) < 2:
+            raise ValueError(f"{base.name} has {len(base)} image(s): too few to split")
+        super().__init__(base.name, part, base.num_classes)
+        self.base, self.fraction, self.part, self.seed = base, fraction, part, seed
+        k = min(max(1, round(fraction * len(base))), len(base) - 1)
+        held, self.strategy = subset_indices(base.labels(), k, seed)
+        self.indices = held if part == "test" else np.setdiff1d(np.arange(len(base)), held)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load_image(self, i: int) -> Image.Image:
+        return self.base.load_image(int(self.indices[i]))
+
+    def label(self, i: int) -> int:
+        return self.base.label(int(self.indices[i]))
+
+    def labels(self) -> np.ndarray:
+        return self.base.labels()[self.indices]
+
+    def item_id(self, i: int) -> str:
+        return self.base.item_id(int(self.indices[i]))
+
+    @property
+    def subset(self) -> dict[str, Any]:
+        return {"part": self.part, "test_fraction": self.fraction, "of": len(self.base), "seed": self.seed,
+                "strategy": self.strategy}
+
+    def identity(self) -> dict[str, Any]:
+        return {"split_part": self.part, "test_fraction": self.fraction, "seed": self.seed, "strategy": self.strategy,
+                "base": self.base.fingerprint()}
+
+
 class ShardDataset(ImageDataset):
     """Items ``[start, stop)`` of another dataset: one rank's part of a set in sharded scoring.
     Ids are the parent's, and :meth:`batch_origin` the parent's shifted by ``start``, so a batch

@@ -79,6 +79,11 @@ class TrainSpec:
     keep_first_epoch: bool = False
     drop_last: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
 
 @dataclass
 class TrainResult:

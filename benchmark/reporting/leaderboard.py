@@ -186,6 +186,9 @@ def build_leaderboard(metrics: pd.DataFrame, provenance: list[str] | None = None
     for ood in dict.fromkeys(sets["ood"]):
         part = sets[sets["ood"] == ood]
         put(ood, part, "auroc", 100, "max", 2, "set", dataset_title(ood), str(part["group"].iloc[0]))
+    set_titles = [titles[c] for c in titles if kind[c] == "set"]
+    for c in [c for c in titles if kind[c] == "set" and set_titles.count(titles[c]) > 1]:
+        titles[c] = c  # two sets with one display name (a/imgs, b/imgs): their names as given
     for label in dict.fromkeys(means["ood"]):
         if label == "mean":
             put("avg", means[means["ood"] == label], "auroc", 100, "max", 2, "avg", "Avg.")
