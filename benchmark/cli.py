@@ -221,7 +221,8 @@ def build_run_config(args: argparse.Namespace):
     elif args.seed is not None:
         cfg.seeds = [args.seed]
     for flag, attr in (("data_root", "data_root"), ("download", "download"),
-                       ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"), ("train_limit", "train_limit"), ("id_test_fraction", "id_test_fraction"),
+                       ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"), ("train_limit", "train_limit"),
+                       ("id_test_fraction", "id_test_fraction"),
                        ("cache_dir", "cache_dir"), ("skip_unreadable", "skip_unreadable"), ("out", "out"),
                        ("bootstrap", "bootstrap"), ("steps", "steps"), ("reps", "reps")):
         v = getattr(args, flag)

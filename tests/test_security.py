@@ -21,6 +21,7 @@ import torch
 
 from ood_bench.cli import main
 from ood_bench.methods.training import TrainSpec, train
+from ood_bench.utils import atomic
 from helpers import MeanImage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,11 +61,28 @@ def test_a_planted_pickle_in_a_cached_model_is_set_aside_and_rebuilt(tmp_path, c
     reference = pd.read_csv(tmp_path / "a" / "scores.csv")
     (model,) = list((tmp_path / "cache" / "test-mean").glob("*/model"))
     _plant(model / "mean.pt")
+    (model / "checksums.json").unlink()  # as if cached before checksums: only the reader stands guard
     fits = MeanImage.fits
     rc, err = _err(capsys, [*RUN, "--out", "b"])
     assert rc == 0 and MeanImage.fits == fits + 1  # rebuilt, not loaded
     assert any("is damaged" in e and "moved to model.bad-" in e for e in err)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "b" / "scores.csv"), reference)
+
+
+def test_a_planted_pickle_in_a_cached_score_file_is_set_aside_and_rescored(tmp_path, capsys):
+    import numpy as np
+
+    assert main([*RUN, "--out", "a"]) == 0
+    for f in (tmp_path / "cache").rglob("scores/*.npz"):
+        with np.load(f) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["score_dist"] = np.array([_Payload()], dtype=object)  # an object array: pickled
+        with open(f, "wb") as fh:
+            np.savez(fh, **arrays)
+        atomic.sidecar(f).unlink(missing_ok=True)  # as if cached before checksums: only the reader stands guard
+    rc, err = _err(capsys, [*RUN, "--out", "b"])
+    assert rc == 0 and any("is damaged" in e for e in err)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "b" / "scores.csv"), pd.read_csv(tmp_path / "a" / "scores.csv"))
 
 
 def test_a_planted_pickle_checkpoint_is_set_aside_and_training_starts_again(tmp_path, capsys):

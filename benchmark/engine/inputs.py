@@ -59,6 +59,8 @@ def check_distinct_sets(id_name: str, id_sets: dict[str, ImageDataset], oods: di
     seen: dict[str, str] = {}
     for name, ds in oods.items():
         key = content_key(ds)
+        if key in ids and name == id_name:
+            raise ConfigError(f"{name} is the ID set; it cannot also be an OOD set; drop it from the OOD sets")
         if key in ids:
             raise ConfigError(f"OOD set {name} is the ID set {id_name}'s {ids[key]} split under another name "
                               f"(AUROC would be 50 by construction); drop it from the OOD sets")
