@@ -109,7 +109,7 @@ def find_preset(name_or_path: str) -> Path:
     raise ConfigError(f"config {name_or_path!r} not found (no such file, and no preset of that name; presets: {known})")
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeySafeLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` (plain data only, never Python objects) that refuses a key given twice
     in one mapping: YAML's own rule is that the last one silently wins. Keys merged in with
     ``<<: *anchor`` may still be overridden (that is what a merge is for)."""
@@ -133,8 +133,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
 
 def safe_load(text: str) -> Any:
-    """YAML text as plain data (:class:`UniqueKeyLoader`)."""
-    return yaml.load(text, Loader=UniqueKeyLoader)
+    """YAML text as plain data (:class:`UniqueKeySafeLoader`)."""
+    return yaml.load(text, Loader=UniqueKeySafeLoader)
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
