@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from ood_bench.cli import main
-from ood_bench.engine.cache import InvalidArtefact, validate_dir
+from ood_bench.engine.cache import InvalidArtefact, validate_dir, validate_file
 from ood_bench.methods.training import TrainSpec, train
 from ood_bench.utils import atomic
 from helpers import MeanImage
@@ -109,6 +109,15 @@ def test_checksums_catch_missing_and_foreign_files_and_legacy_folders_are_adopte
     with pytest.raises(InvalidArtefact, match="w.pt is missing"):
         validate_dir(m)
     torch.save({"w": torch.ones(3)}, m / "w.pt")
+    # validate_file alone (what a cache area that checks file by file calls) verifies the record too
+    with atomic.atomic_dir(tmp_path / "n") as t:
+        (t / "sub").mkdir()
+        torch.save({"w": torch.ones(3)}, t / "sub" / "w.pt")
+    n = tmp_path / "n"
+    validate_file(n / "sub" / "w.pt")
+    _flip_bit_in_tensor(n / "sub" / "w.pt", torch.ones(3))
+    with pytest.raises(InvalidArtefact, match="sub/w.pt does not match its SHA-256"):
+        validate_file(n / "sub" / "w.pt")
     (m / "checksums.json").unlink()  # a folder cached before checksums existed
     validate_dir(m)
     assert atomic.verify_dir(m)

@@ -61,10 +61,37 @@ def check_finite(obj: Any, where: str) -> None:
             check_finite(v, f"{where}[{i}]")
 
 
-def validate_file(path: Path) -> None:
+def _recorded_digest(path: Path) -> tuple[Path, str | None] | None:
+    """The ``checksums.json`` of the nearest folder above ``path`` that has one, and the digest
+    it records for ``path`` (``None``: not written with that folder); ``None`` when no folder has one."""
+    for folder in list(path.parents)[:6]:
+        rec = folder / atomic.CHECKSUM_FILE
+        if rec.is_file():
+            try:
+                files = json.loads(rec.read_text())["files"]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise InvalidArtefact(f"{atomic.CHECKSUM_FILE} is damaged") from None
+            return folder, files.get(path.relative_to(folder).as_posix())
+    return None
+
+
+def validate_file(path: Path, checksum: bool = True) -> None:
     """Read ``path`` fully by its type (torch, safetensors, numpy, JSON; other files: bytes)
-    and check its numbers are finite; raises :class:`InvalidArtefact`."""
+    and check its numbers are finite; raises :class:`InvalidArtefact`.
+
+    ``checksum``: first compare it with the SHA-256 recorded for it in the ``checksums.json`` of
+    the folder it was saved with (:func:`ood_bench.utils.atomic.atomic_dir`), if any, so every
+    cache area that validates its folders file by file catches a flipped bit."""
     name = path.name
+    if checksum and name != atomic.CHECKSUM_FILE:
+        found = _recorded_digest(path)
+        if found is not None:
+            folder, recorded = found
+            if recorded is None:
+                raise InvalidArtefact(f"{path.relative_to(folder).as_posix()} was not written with the folder")
+            if atomic.sha256_file(path) != recorded:
+                raise InvalidArtefact(f"{path.relative_to(folder).as_posix()} does not match its SHA-256 "
+                                      f"recorded when it was written")
     try:
         if path.suffix in (".pt", ".pth", ".bin"):
             obj = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
@@ -99,7 +126,7 @@ def validate_dir(folder: Path) -> None:
     except atomic.ChecksumMismatch as e:
         raise InvalidArtefact(str(e)) from None
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        validate_file(f)
+        validate_file(f, checksum=False)  # verified above, all at once
     if not recorded:
         atomic.write_checksums(folder)
         log(f"recorded the checksums of {folder} (cached before checksums were kept)", level=logging.DEBUG)
@@ -117,7 +144,7 @@ def validate_cached_file(path: Path) -> None:
         raise InvalidArtefact(str(e)) from None
     except OSError as e:
         raise InvalidArtefact(f"{path.name} is unreadable ({type(e).__name__})") from None
-    validate_file(path)
+    validate_file(path, checksum=False)
     if not recorded:
         atomic.write_text(atomic.sidecar(path), atomic.sha256_file(path) + "\n")
 
