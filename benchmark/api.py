@@ -18,7 +18,9 @@ the YAML keys of a preset (``seeds``, ``device``, ``limit``, ``bootstrap``, …)
 """
 from __future__ import annotations
 
+import errno
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,15 +44,15 @@ from ood_bench.plugins import load_plugins
 from ood_bench.reporting.leaderboard import Leaderboard, build_leaderboard, provenance_lines
 from ood_bench.reporting.frontier import DEFAULT_TOLERANCE, frontier_frame, knees_frame, write_sweep
 from ood_bench.reporting.metrics import CONVENTIONS
-from ood_bench.reporting.run_folder import (MANIFEST_FILE, check_writable_dir, claim_run_dir, scores_frame,
-                                            write_run)
+from ood_bench.reporting.run_folder import (MANIFEST_FILE, check_writable_dir, claim_run_dir, holds_complete_run,
+                                            publish_run, scores_frame, stage_run_dir, write_run)
 from ood_bench.reporting.tables import metrics_frame
 from ood_bench.outcomes import MethodResult
 from ood_bench.utils import progress as _progress
 from ood_bench.utils import distributed as dist
 from ood_bench.utils.atomic import write_json
 from ood_bench.utils.device import configure_compile, resolve_device
-from ood_bench.utils.errors import ConfigError
+from ood_bench.utils.errors import ConfigError, UserError
 
 
 
@@ -132,7 +134,10 @@ def execute(cfg: RunConfig, command: str, show_progress: bool = True) -> RunResu
     """Validate ``cfg``, run it, and (when ``cfg.out`` is set) write its run folder.
 
     The run folder's manifest says ``running`` while the run goes on and ``failed`` /
-    ``interrupted`` if it stops early; finished models and scores stay cached either way.
+    ``interrupted`` if it stops early, with the reason; finished models and scores stay cached
+    either way. A folder that already holds a complete run keeps it until this run has
+    succeeded: the new run is written beside it (``OUT/.next.XXXX/``) and swapped in at the end.
+    A full disk is one :class:`UserError` line.
 
     Under ``torchrun`` / ``srun`` every rank calls this and gets the same results (scores are
     gathered on all ranks; timings are each rank's own); only rank 0 writes the run folder."""
@@ -147,27 +152,58 @@ def execute(cfg: RunConfig, command: str, show_progress: bool = True) -> RunResu
     manifest = {**start_manifest(cfg, prep, command), "conventions": CONVENTIONS}
     if dist.active():
         manifest["distributed"] = describe_distributed()
-    run_dir = Path(cfg.out) if cfg.out and dist.is_main() else None
-    if run_dir is not None:
-        claim_run_dir(run_dir)  # one folder, one run: an earlier run's outputs go first
-        write_json(run_dir / MANIFEST_FILE, manifest)
+    run_dir, stage = open_run_dir(cfg)
+    write_dir = stage or run_dir
+    if write_dir is not None:
+        write_json(write_dir / MANIFEST_FILE, manifest)
     _progress.log(f"run folder {run_dir or '(none)'}; device {prep.device}; methods {', '.join(prep.methods)}; "
                   f"ID {cfg.id}; OOD {', '.join(prep.oods)}; seeds {cfg.seeds}")
     runner = Runner(prep, Cache(cfg.cache_dir, cfg.use_cache),
-                    examples_dir=run_dir / "examples" if run_dir is not None else None)
+                    examples_dir=write_dir / "examples" if write_dir is not None else None)
     try:
         results = runner.run()
+        finish_manifest(manifest, results, time.perf_counter() - t0)
+        result = RunResult(cfg, results, manifest)
+        if write_dir is not None:
+            write_run(write_dir, results, result.id_name, manifest, n_resamples=cfg.bootstrap,
+                      final_dir=run_dir if stage is not None else None)
+            if stage is not None:
+                publish_run(stage, run_dir)
     except BaseException as e:
-        if run_dir is not None:
-            manifest.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                            finished=now_iso(), error=f"{type(e).__name__}: {e}".splitlines()[0])
-            write_json(run_dir / MANIFEST_FILE, manifest)
+        failed(e, manifest, run_dir, stage)
         raise
-    finish_manifest(manifest, results, time.perf_counter() - t0)
-    result = RunResult(cfg, results, manifest)
-    if run_dir is not None:
-        result.save(run_dir)
     return result
+
+
+def open_run_dir(cfg: RunConfig) -> tuple[Path | None, Path | None]:
+    """``(run_dir, stage)`` of a run (or sweep) about to start, on rank 0 (``(None, None)``
+    elsewhere or without ``--out``). A folder holding a complete run keeps it: the new one is
+    written into ``stage`` (``OUT/.next.XXXX/``) and swapped in by :func:`publish_run` on
+    success; any other folder is claimed (an unfinished earlier run's outputs go first)."""
+    run_dir = Path(cfg.out) if cfg.out and dist.is_main() else None
+    stage = None
+    if run_dir is not None:
+        if holds_complete_run(run_dir):
+            stage = stage_run_dir(run_dir)
+        else:
+            claim_run_dir(run_dir)
+    return run_dir, stage
+
+
+def failed(e: BaseException, manifest: dict[str, Any], run_dir: Path | None, stage: Path | None) -> None:
+    """After a run (or sweep) stopped with ``e``: its manifest says why; a full disk becomes one
+    :class:`UserError` line (raised from here); other errors are the caller's to re-raise."""
+    write_dir = stage or run_dir
+    if write_dir is not None:
+        _mark_failed(write_dir, manifest, e)
+        if stage is not None:
+            _progress.log(f"the complete earlier run in {run_dir} is kept; this attempt's manifest: "
+                          f"{stage / MANIFEST_FILE}")
+    if isinstance(e, OSError) and e.errno in _DISK_ERRORS:
+        where = f"; the run is marked failed in {write_dir / MANIFEST_FILE}" if write_dir is not None else ""
+        raise UserError(f"cannot write {e.filename or 'a file'}: {os.strerror(e.errno)}; free space (or "
+                        f"choose --out / --cache-dir on another disk) and run again: finished models and "
+                        f"scores stay cached{where}") from None
 
 
 @dataclass
@@ -224,10 +260,10 @@ def execute_sweep(cfg: RunConfig, grid: dict, tolerance: float, command: str, sh
     points = plan_sweep(prep, grid)
     manifest = {**start_manifest(cfg, prep, command), "kind": "sweep", "grid": grid, "tolerance": tolerance,
                 "conventions": CONVENTIONS}
-    run_dir = run_dir if dist.is_main() else None
-    if run_dir is not None:
-        claim_run_dir(run_dir)
-        write_json(run_dir / MANIFEST_FILE, manifest)
+    run_dir, stage = open_run_dir(cfg)
+    write_dir = stage or run_dir
+    if write_dir is not None:
+        write_json(write_dir / MANIFEST_FILE, manifest)
     counts = {}
     for p in points:
         counts[p.method] = counts.get(p.method, 0) + 1
@@ -235,21 +271,20 @@ def execute_sweep(cfg: RunConfig, grid: dict, tolerance: float, command: str, sh
                   f"({', '.join(f'{m} {n}' for m, n in counts.items())}) x seeds {cfg.seeds}")
     try:
         pairs = run_sweep(prep, points, Cache(cfg.cache_dir, cfg.use_cache))
+        frontier = frontier_frame(pairs, display_name(cfg.id), cfg.bootstrap)
+        knees = knees_frame(frontier, tolerance)
+        finish_manifest(manifest, [r for _, r in pairs], time.perf_counter() - t0)
+        manifest["timings"] = {f"{p.method}[{p.label}]/seed{r.seed}": {
+            "fit_cached": r.fit_cached, "fit_key": r.fit_key, "score_s": sum(d.seconds for d in r.all_scored),
+            "scores_cached": all(d.cached for d in r.all_scored), "nfe_per_image": r.cost} for p, r in pairs}
+        result = SweepResult(cfg, pairs, frontier, knees, tolerance, manifest)
+        if write_dir is not None:
+            result.save(write_dir)
+            if stage is not None:
+                publish_run(stage, run_dir)
     except BaseException as e:
-        if run_dir is not None:
-            manifest.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                            finished=now_iso(), error=f"{type(e).__name__}: {e}".splitlines()[0])
-            write_json(run_dir / MANIFEST_FILE, manifest)
+        failed(e, manifest, run_dir, stage)
         raise
-    frontier = frontier_frame(pairs, display_name(cfg.id), cfg.bootstrap)
-    knees = knees_frame(frontier, tolerance)
-    finish_manifest(manifest, [r for _, r in pairs], time.perf_counter() - t0)
-    manifest["timings"] = {f"{p.method}[{p.label}]/seed{r.seed}": {
-        "fit_cached": r.fit_cached, "fit_key": r.fit_key, "score_s": sum(d.seconds for d in r.all_scored),
-        "scores_cached": all(d.cached for d in r.all_scored), "nfe_per_image": r.cost} for p, r in pairs}
-    result = SweepResult(cfg, pairs, frontier, knees, tolerance, manifest)
-    if run_dir is not None:
-        result.save(run_dir)
     return result
 
 
@@ -266,6 +301,23 @@ def preset_mapping(cfg: RunConfig) -> dict[str, Any]:
     if cfg.plugins:
         out["plugins"] = list(cfg.plugins)
     return out
+
+
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+
+
+def _mark_failed(write_dir: Path, manifest: dict[str, Any], e: BaseException) -> None:
+    """The run folder's manifest says ``failed`` (or ``interrupted``) with the reason; best effort
+    (on a full disk even this write can fail, and must not hide the original error)."""
+    reason = f"{type(e).__name__}: {e}".splitlines()[0]
+    if isinstance(e, OSError) and e.errno in _DISK_ERRORS:
+        reason = f"{os.strerror(e.errno)} writing {e.filename or 'a file'}"
+    manifest.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                    finished=now_iso(), error=reason)
+    try:
+        write_json(write_dir / MANIFEST_FILE, manifest)
+    except OSError:
+        pass
 
 
 def create_method(name: str, *, preset: str | Path | None = None, device: str = "auto", seed: int = 0,

@@ -148,6 +148,9 @@ def _run_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--validation", type=float,
                    help="fraction of the ID training set held out per seed (default 0.05): shared networks requested "
                         "on 'fit' data train without it; methods that calibrate on it receive it")
+    r.add_argument("--id-test-fraction", type=float, metavar="F",
+                   help="an ID folder with train/ but no test/ (refused otherwise): hold out the fraction F of "
+                        "train/ (seeded, class-stratified) as its test split and fit on the rest")
     r.add_argument("--set", dest="sets", nargs="+", default=[], metavar="M.OPT=V",
                    help="method options, e.g. dlsr.score=mse lmd.reps=4")
     r.add_argument("--cache-dir", help="model/score cache (default results/cache)")
@@ -231,12 +234,16 @@ def build_run_config(args: argparse.Namespace):
         groups = {"near": args.near or [], "far": args.far or []}
         cfg.ood = [n for names in groups.values() for n in names]
         cfg.ood_groups = {n: g for g, names in groups.items() for n in names}
+    if args.seeds and args.seed is not None:
+        raise ConfigError(f"--seed {args.seed} and --seeds {' '.join(map(str, args.seeds))} both given; use --seeds "
+                          f"for several seeds (add {args.seed} to it if you want it)")
     if args.seeds:
         cfg.seeds = list(args.seeds)
     elif args.seed is not None:
         cfg.seeds = [args.seed]
     for flag, attr in (("data_root", "data_root"), ("download", "download"),
                        ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"), ("train_limit", "train_limit"), ("validation", "validation"),
+                       ("id_test_fraction", "id_test_fraction"),
                        ("cache_dir", "cache_dir"), ("skip_unreadable", "skip_unreadable"), ("out", "out"),
                        ("bootstrap", "bootstrap"), ("steps", "steps"), ("reps", "reps")):
         v = getattr(args, flag)
@@ -483,8 +490,8 @@ def main(argv: list[str] | None = None) -> int:
             setattr(sys, name, logs.SafeStream(getattr(sys, name)))
     args = _parser().parse_args(argv)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logs.configure(level, args.log_file)
     try:
+        logs.configure(level, args.log_file)
         commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "speed": cmd_speed,
                     "fetch": cmd_fetch, "compare": cmd_compare, "sweep": cmd_sweep}
         rc = commands[args.command](args)

@@ -29,7 +29,7 @@ import os
 import sys
 from pathlib import Path
 
-from ood_bench.utils.errors import ConfigError
+from ood_bench.utils.errors import ConfigError, UserError
 
 METHOD_GROUP = "ood_bench.methods"
 DATASET_GROUP = "ood_bench.datasets"
@@ -56,9 +56,9 @@ def load_entry_points() -> None:
         for ep in md.entry_points(group=group):
             try:
                 obj = ep.load()
-            except Exception as e:  # a broken third-party package must not hide which one it is
+            except (Exception, SystemExit) as e:  # a broken third-party package must not hide which one it is
                 raise ConfigError(f"plugin {ep.name!r} (entry point {ep.value} in group {group}) failed to "
-                                  f"load: {type(e).__name__}: {e}; fix or uninstall the package that provides it") from None
+                                  f"load: {_why(e)}; fix or uninstall the package that provides it") from None
             _register_object(ep.name, obj, group)
 
 
@@ -94,10 +94,10 @@ def load_plugin(spec: str) -> object:
     if key in _loaded:
         return _loaded[key]
     load_builtins()
+    if is_file and not path.is_file():
+        raise ConfigError(f"plugin file {spec} does not exist; give the path of a .py file or a module name")
     try:
         if is_file:
-            if not path.is_file():
-                raise ConfigError(f"plugin file {spec} does not exist; give the path of a .py file or a module name")
             name = f"ood_bench_plugin_{path.stem}_{abs(hash(key)) % 10**8}"
             mod_spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(mod_spec)
@@ -109,17 +109,24 @@ def load_plugin(spec: str) -> object:
                 raise
         else:
             module = importlib.import_module(spec)
-    except ConfigError:
-        raise
+    except UserError as e:  # the plugin's own one-line error: said as its own
+        raise ConfigError(f"plugin {spec} failed to load: {e.one_line()}") from None
     except ModuleNotFoundError as e:
         if not is_file and e.name and spec.startswith(e.name):
             raise ConfigError(f"plugin module {spec!r} not found; give a .py file path or an importable module") from None
         raise ConfigError(f"plugin {spec} failed to load: {type(e).__name__}: {e}") from None
-    except Exception as e:
-        raise ConfigError(f"plugin {spec} failed to load: {type(e).__name__}: {e}") from None
+    except (Exception, SystemExit) as e:  # SystemExit too: a plugin must not end the run silently
+        raise ConfigError(f"plugin {spec} failed to load: {_why(e)}; fix the plugin or drop --plugin {spec}") from None
     _loaded[key] = module
     return module
 
+
+def _why(e: BaseException) -> str:
+    """One line saying why importing a plugin failed."""
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r}) on import"
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 def load_plugins(specs: list[str] | tuple[str, ...]) -> None:
     """The built-ins, the entry points, and every plugin in ``specs``."""

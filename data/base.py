@@ -199,10 +199,12 @@ class LimitedDataset(ImageDataset):
 
 class IndexedDataset(ImageDataset):
     """The items ``indices`` (sorted) of another dataset, named by ``part`` (``"fit"``,
-    ``"validation"``); ids are the parent's. ``how`` records how the indices were chosen."""
+    ``"validation"``); ids are the parent's. ``how`` records how the indices were chosen;
+    ``split`` (default: the parent's) names the split the part stands for."""
 
-    def __init__(self, base: ImageDataset, indices: np.ndarray, part: str, how: dict[str, Any]) -> None:
-        super().__init__(base.name, base.split, base.num_classes)
+    def __init__(self, base: ImageDataset, indices: np.ndarray, part: str, how: dict[str, Any],
+                 split: str | None = None) -> None:
+        super().__init__(base.name, split or base.split, base.num_classes)
         self.base = base
         self.indices = np.asarray(indices, dtype=np.int64)
         self.part = part
@@ -232,6 +234,34 @@ class IndexedDataset(ImageDataset):
 
     def identity(self) -> dict[str, Any]:
         return {"part": self.part, **self.how, "base": self.base.fingerprint()}
+
+
+class SplitPart(IndexedDataset):
+    """One part of a seeded split of a set that has no test split of its own (an ID folder with
+    ``train/`` only, ``--id-test-fraction``): ``test`` = ``round(fraction × N)`` items chosen as
+    ``--limit`` chooses (class-stratified when labelled; at least 1, at most N − 1), ``train`` =
+    every other item. The two parts never share an image; ids are the parent's."""
+
+    def __init__(self, base: ImageDataset, fraction: float, part: str, seed: int = LIMIT_SEED) -> None:
+        if not 0 < fraction < 1 or part not in ("train", "test"):
+            raise ValueError("fraction must be in (0, 1) and part train or test")
+        if len(base) < 2:
+            raise ValueError(f"{base.name} has {len(base)} image(s): too few to split")
+        k = min(max(1, round(fraction * len(base))), len(base) - 1)
+        held, strategy = subset_indices(base.labels(), k, seed)
+        indices = held if part == "test" else np.setdiff1d(np.arange(len(base)), held)
+        super().__init__(base, indices, part, {"test_fraction": fraction, "seed": seed, "strategy": strategy},
+                         split=part)
+        self.fraction, self.seed, self.strategy = fraction, seed, strategy
+
+    @property
+    def subset(self) -> dict[str, Any]:
+        return {"part": self.part, "test_fraction": self.fraction, "of": len(self.base), "seed": self.seed,
+                "strategy": self.strategy}
+
+    def identity(self) -> dict[str, Any]:
+        return {"split_part": self.part, "test_fraction": self.fraction, "seed": self.seed, "strategy": self.strategy,
+                "base": self.base.fingerprint()}
 
 
 def holdout_split(train: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset | None]:

@@ -26,11 +26,16 @@ class DataContext:
         root: the ``--data-root`` folder.
         download: let torchvision download missing sets (only when the user asks).
         skip_unreadable: drop unreadable files of folder sets with a warning instead of failing.
+        test_fraction: a folder with ``train/`` but no ``test/`` is refused (its test split would
+            be the whole folder, training images included) unless this is set: then the
+            fraction of ``train/`` held out (:class:`~ood_bench.data.base.SplitPart`) is its test
+            split and the rest its train split (``--id-test-fraction``).
     """
 
     root: Path = Path("~/data")
     download: bool = False
     skip_unreadable: bool = False
+    test_fraction: float | None = None  # a folder with train/ but no test/: hold this part of train/ out as test
 
     @property
     def root_path(self) -> Path:
@@ -101,6 +106,16 @@ def load_dataset(name: str, split: str, ctx: DataContext) -> ImageDataset:
             raise DatasetNotFoundError(f"image folder {path} does not exist; give an existing folder of images")
         # A folder with train/ and test/ subfolders serves both splits; a plain folder is a
         # test set only (an OOD set, or the ID test set of a folder that has no train/).
+        if (path / "train").is_dir() and not (path / "test").is_dir():
+            if ctx.test_fraction is None:
+                raise DatasetNotFoundError(
+                    f"{path} has train/ but no test/: its test split would be the whole folder, training images "
+                    f"included; add a test/ subfolder, give {path / 'train'} itself as a plain folder, or hold out "
+                    f"part of train/ as the test split with --id-test-fraction F (e.g. 0.2)")
+            from ood_bench.data.base import SplitPart
+
+            base = FolderDataset(path / "train", split="train", name=name.rstrip("/"), skip_unreadable=ctx.skip_unreadable)
+            return SplitPart(base, ctx.test_fraction, split)
         if (path / split).is_dir():
             path = path / split
         elif split == "train":

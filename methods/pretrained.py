@@ -99,3 +99,29 @@ def hub_weights(ref: str, patterns: tuple[str, ...] = MODEL_FILES) -> list[Weigh
     if ref and not Path(ref).expanduser().exists() and REPO_ID.fullmatch(ref):
         return [Weights(hub_repo=ref, patterns=patterns)]
     return []
+def load_weights(file: Path | str, what: str) -> object:
+    """A user-supplied checkpoint read as tensors and plain containers only
+    (``torch.load(weights_only=True)``): a file that would run code when unpickled, or any other
+    unreadable file, is refused in one line and nothing in it executes.
+
+    Raises:
+        UserError: the file is not a plain weights file (names ``what`` and the fix).
+    """
+    import pickle
+
+    import torch
+
+    from ood_bench.utils.errors import UserError
+
+    try:
+        if str(file).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return load_file(str(file))
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # every reader raises its own type for a bad file
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e) or "Unsupported global" in str(e):
+            why = "it holds Python objects beyond tensors, which are refused (they could run code)"
+        raise UserError(f"{what} {file} is not a plain weights file ({why[:200]}); save it as a state dict "
+                        f"of tensors (torch.save(model.state_dict(), ...)) or as .safetensors") from None

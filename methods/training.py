@@ -79,6 +79,11 @@ class TrainSpec:
     keep_first_epoch: bool = False
     drop_last: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
 
 @dataclass
 class TrainResult:
@@ -136,10 +141,12 @@ def _credit(work_dir: Path, name: str, seconds: float) -> None:
 def _load_state(path: Path, device: torch.device, desc: str) -> dict | None:
     """A checkpoint, or ``None`` (moved aside with a warning) when it cannot be read."""
     try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:  # truncated or foreign file: train that part again
+        atomic.verify_file(path)  # the SHA-256 recorded when it was written: a flipped bit is damage
+        return torch.load(path, map_location=device, weights_only=True)  # never unpickles code
+    except Exception as e:  # truncated, altered or foreign file: train that part again
         bad = path.with_name(path.name + ".bad")
         path.replace(bad)
+        atomic.sidecar(path).unlink(missing_ok=True)
         log(f"warning: {desc}: checkpoint {path} is unreadable ({type(e).__name__}); moved to {bad.name}, "
             f"training again", level=logging.WARNING)
         return None
@@ -262,7 +269,7 @@ def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn,
                  "ema": ema.state_dict() if ema is not None else None,
                  "first": first_state, "losses": losses, "epoch": epoch,
                  "seconds": spent + time.perf_counter() - t0}
-        atomic.write_with(ckpt, lambda p: torch.save(state, p))
+        atomic.write_with(ckpt, lambda p: torch.save(state, p), checksum=True)
 
     bar = progress(range(start_epoch, spec.epochs), desc, unit="epoch")
     for epoch in bar:
@@ -311,6 +318,7 @@ def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn,
         # saved before the caller goes on to its next network, so an interruption there keeps it
         state = {"model": final.state_dict(), "first": first_state, "losses": losses,
                  "seconds": spent + time.perf_counter() - t0}
-        atomic.write_with(done_file, lambda p: torch.save(state, p))
+        atomic.write_with(done_file, lambda p: torch.save(state, p), checksum=True)
         ckpt.unlink(missing_ok=True)
+        atomic.sidecar(ckpt).unlink(missing_ok=True)
     return TrainResult(final, first_state, losses)

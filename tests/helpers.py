@@ -62,7 +62,7 @@ class MeanImage(OODMethod):
         torch.save(self.mean, directory / "mean.pt")
 
     def load(self, directory: Path):
-        self.mean = torch.load(directory / "mean.pt")
+        self.mean = torch.load(directory / "mean.pt", weights_only=True)
 
     def cost(self):
         return {"mean": 1.0}

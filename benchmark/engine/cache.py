@@ -17,8 +17,9 @@ kind version + recipe + training-data fingerprint + seed + numerics; ``score_key
 device type (random draws are per batch and per device). Re-running the same command reuses
 both; changing a score-only option re-scores without re-training.
 
-The cache heals: every artefact is validated when it is loaded (it must parse, and every number
-in it must be finite). A bad one — a truncated file after a crash of the disk or a foreign
+The cache heals: every artefact is validated when it is loaded: its files must match the SHA-256
+recorded when it was written (``model/checksums.json``, ``<key>.npz.sha256``; a flipped bit is
+damage), parse, and hold only finite numbers. A bad one — a truncated file after a crash of the disk or a foreign
 program, a model that diverged — is moved aside (``model.bad-<time>/``, ``<key>.npz.bad``) with
 a one-line warning, and rebuilt as if it had never been cached.
 """
@@ -65,13 +66,40 @@ def check_finite(obj: Any, where: str) -> None:
             check_finite(v, f"{where}[{i}]")
 
 
-def validate_file(path: Path) -> None:
+def _recorded_digest(path: Path) -> tuple[Path, str | None] | None:
+    """The ``checksums.json`` of the nearest folder above ``path`` that has one, and the digest
+    it records for ``path`` (``None``: not written with that folder); ``None`` when no folder has one."""
+    for folder in list(path.parents)[:6]:
+        rec = folder / atomic.CHECKSUM_FILE
+        if rec.is_file():
+            try:
+                files = json.loads(rec.read_text())["files"]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise InvalidArtefact(f"{atomic.CHECKSUM_FILE} is damaged") from None
+            return folder, files.get(path.relative_to(folder).as_posix())
+    return None
+
+
+def validate_file(path: Path, checksum: bool = True) -> None:
     """Read ``path`` fully by its type (torch, safetensors, numpy, JSON; other files: bytes)
-    and check its numbers are finite; raises :class:`InvalidArtefact`."""
+    and check its numbers are finite; raises :class:`InvalidArtefact`.
+
+    ``checksum``: first compare it with the SHA-256 recorded for it in the ``checksums.json`` of
+    the folder it was saved with (:func:`ood_bench.utils.atomic.atomic_dir`), if any, so every
+    cache area that validates its folders file by file catches a flipped bit."""
     name = path.name
+    if checksum and name != atomic.CHECKSUM_FILE:
+        found = _recorded_digest(path)
+        if found is not None:
+            folder, recorded = found
+            if recorded is None:
+                raise InvalidArtefact(f"{path.relative_to(folder).as_posix()} was not written with the folder")
+            if atomic.sha256_file(path) != recorded:
+                raise InvalidArtefact(f"{path.relative_to(folder).as_posix()} does not match its SHA-256 "
+                                      f"recorded when it was written")
     try:
         if path.suffix in (".pt", ".pth", ".bin"):
-            obj = torch.load(path, map_location="cpu", weights_only=False)  # our own files
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
         elif path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
@@ -87,6 +115,43 @@ def validate_file(path: Path) -> None:
     except Exception as e:  # every library raises its own type for a damaged file
         raise InvalidArtefact(f"{name} is unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
     check_finite(obj, name)
+
+
+def validate_dir(folder: Path) -> None:
+    """A cached folder checked whole: its files match the SHA-256 recorded when it was written
+    (:func:`ood_bench.utils.atomic.verify_dir`; a flipped bit, a missing or a foreign file is
+    damage), then every file is read and checked finite (:func:`validate_file`). A folder cached
+    before checksums were kept is checked by content and its checksums are recorded now.
+
+    Raises:
+        InvalidArtefact: why the folder cannot be trusted.
+    """
+    try:
+        recorded = atomic.verify_dir(folder)
+    except atomic.ChecksumMismatch as e:
+        raise InvalidArtefact(str(e)) from None
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        validate_file(f, checksum=False)  # verified above, all at once
+    if not recorded:
+        atomic.write_checksums(folder)
+        log(f"recorded the checksums of {folder} (cached before checksums were kept)", level=logging.DEBUG)
+
+
+def validate_cached_file(path: Path) -> None:
+    """One cached file: its SHA-256 against the one recorded beside it when it was written
+    (``write_with(..., checksum=True)``), then its content (:func:`validate_file`).
+
+    Raises:
+        InvalidArtefact: why the file cannot be trusted."""
+    try:
+        recorded = atomic.verify_file(path)
+    except atomic.ChecksumMismatch as e:
+        raise InvalidArtefact(str(e)) from None
+    except OSError as e:
+        raise InvalidArtefact(f"{path.name} is unreadable ({type(e).__name__})") from None
+    validate_file(path, checksum=False)
+    if not recorded:
+        atomic.write_text(atomic.sidecar(path), atomic.sha256_file(path) + "\n")
 
 
 def digest(obj: Any, n: int = 16) -> str:
@@ -136,8 +201,7 @@ class Cache:
             InvalidArtefact: a file is unreadable or non-finite, or ``fit.json`` lacks its fields.
         """
         model_dir = self.model_dir(method, fit_key)
-        for f in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-            validate_file(f)
+        validate_dir(model_dir)
         meta = self.fit_meta(method, fit_key)
         if not isinstance(meta, dict) or not isinstance(meta.get("seconds"), (int, float)):
             raise InvalidArtefact("fit.json lacks the fit time")
@@ -147,6 +211,8 @@ class Cache:
         """Move a bad artefact aside (kept for inspection, never read again) with a warning."""
         bad = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
         path.replace(bad)
+        if atomic.sidecar(path).is_file():  # a file's recorded checksum goes with it
+            atomic.sidecar(path).replace(atomic.sidecar(bad))
         log(f"warning: cached {path} is damaged ({why}); moved to {bad.name}, rebuilding it", level=logging.WARNING)
         return bad
 
@@ -189,6 +255,7 @@ class Cache:
         if not (self.enabled and path.is_file()):
             return None
         try:
+            validate_cached_file(path)  # its recorded SHA-256, then its content
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 scores = {k[len("score_"):]: z[k] for k in z.files if k.startswith("score_")}
@@ -212,4 +279,4 @@ class Cache:
             with open(p, "wb") as f:
                 np.savez(f, meta=np.array(meta), **arrays)
 
-        atomic.write_with(self.scores_path(method, fit_key, score_key), write)
+        atomic.write_with(self.scores_path(method, fit_key, score_key), write, checksum=True)

@@ -62,6 +62,7 @@ class RunConfig:
     limit: int | None = None
     train_limit: int | None = None
     validation: float = 0.05
+    id_test_fraction: float | None = None
     out: str | None = None
     cache_dir: str = str(DEFAULT_CACHE)
     use_cache: bool = True
@@ -89,6 +90,15 @@ def check_run_bounds(cfg: RunConfig) -> None:
         raise ConfigError(f"--validation {cfg.validation}: must be a fraction in [0, 1) of the ID training set")
     if not cfg.seeds:
         raise ConfigError("no seed given; use --seed N or --seeds N ...")
+    twice = sorted({s for s in cfg.seeds if cfg.seeds.count(s) > 1})
+    if twice:
+        raise ConfigError(f"seed(s) {', '.join(map(str, twice))} given twice in {cfg.seeds}: one run would count "
+                          f"as several; give each seed once")
+    if cfg.id_test_fraction is not None and not 0 < cfg.id_test_fraction < 1:
+        raise ConfigError(f"--id-test-fraction {cfg.id_test_fraction}: must lie strictly between 0 and 1, e.g. 0.2")
+    for name in dict.fromkeys(n for n in cfg.ood if cfg.ood.count(n) > 1):
+        raise ConfigError(f"OOD set {name} is given twice (in one list, or as both near and far); give each set "
+                          f"once, in one group")
 
 
 RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {"method_options", "ood_groups", "preset"}
@@ -106,11 +116,44 @@ def find_preset(name_or_path: str) -> Path:
     raise ConfigError(f"config {name_or_path!r} not found (no such file, and no preset of that name; presets: {known})")
 
 
+class UniqueKeySafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (plain data only, never Python objects) that refuses a key given twice
+    in one mapping: YAML's own rule is that the last one silently wins. Keys merged in with
+    ``<<: *anchor`` may still be overridden (that is what a merge is for)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                dup = key in seen
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if dup:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (line {seen[key] + 1} and line "
+                                f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str) -> Any:
+    """YAML text as plain data (:class:`UniqueKeySafeLoader`)."""
+    return yaml.load(text, Loader=UniqueKeySafeLoader)
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset {e.start}); "
+                          f"save the config as UTF-8") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or type(e).__name__}); give a readable YAML file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of options")
     return data
@@ -170,7 +213,7 @@ def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
         if not sep or not dot or not method or not option:
             raise ConfigError(f"--set {item!r}: expected METHOD.OPTION=VALUE, e.g. dlsr.score=mse")
         try:
-            parsed = yaml.safe_load(value) if value.strip() else ""
+            parsed = safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
             parsed = value
         out.setdefault(method, {})[option] = parsed
@@ -240,6 +283,14 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def counts_at_least_one(option: str) -> bool:
+    """Options that count something that must happen at least once, in every method's config:
+    ``epochs`` and ``*_epochs``, ``*batch_size``, ``checkpoint_every`` (0 would divide by zero
+    or train nothing and fail late)."""
+    return (option == "epochs" or option.endswith("_epochs") or option.endswith("batch_size")
+            or option == "checkpoint_every")
+
+
 def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
     """``cls(**values)`` with unknown keys refused and every value type-checked."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -251,6 +302,9 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
         )
     hints = typing.get_type_hints(cls)
     kwargs = {k: coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
+    for k, v in kwargs.items():
+        if counts_at_least_one(k) and isinstance(v, int) and v < 1:
+            raise ConfigError(f"{where}.{k}={v}: must be at least 1")
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:

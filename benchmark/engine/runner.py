@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import contextlib
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from ood_bench.engine.cache import Cache, InvalidArtefact, digest
 from ood_bench.engine.seeding import seed_everything
 from ood_bench.engine.config import RunConfig, build_dataclass, check_run_bounds
 from ood_bench.engine.process_group import setup as setup_device
+from ood_bench.engine.inputs import check_distinct_sets, ood_labels
 from ood_bench.engine.manifest import machine_info
 from ood_bench.engine.sharding import score_sharded
 from ood_bench.utils.device import PeakMemory, configure_compile, numerics_key, set_precision, synchronize
@@ -130,15 +132,14 @@ def prepare(cfg: RunConfig) -> PreparedRun:
         raise ConfigError("no OOD set given; use --ood NAME_OR_FOLDER ...")
     prep = prepare_methods(cfg)
     ctx = DataContext(root=Path(cfg.data_root), download=cfg.download, skip_unreadable=cfg.skip_unreadable)
-    prep.id_train = load_dataset(cfg.id, "train", ctx).take(cfg.train_limit)
-    prep.id_test = load_dataset(cfg.id, "test", ctx).take(cfg.limit)
-    for name in cfg.ood:
-        if name == cfg.id:
-            raise ConfigError(f"{name} is the ID set; it cannot also be an OOD set")
-        label = display_name(name)
-        if label in prep.oods:
-            label = name
-        prep.oods[label] = load_dataset(name, "test", ctx).take(cfg.limit)
+    id_ctx = dataclasses.replace(ctx, test_fraction=cfg.id_test_fraction)  # a train/-only ID folder
+    id_sets = {split: load_dataset(cfg.id, split, id_ctx) for split in ("train", "test")}
+    oods = {name: load_dataset(name, "test", ctx) for name in cfg.ood}
+    check_distinct_sets(cfg.id, id_sets, oods, cfg.ood_groups)  # the ID set or one set twice, under any name
+    prep.id_train = id_sets["train"].take(cfg.train_limit)
+    prep.id_test = id_sets["test"].take(cfg.limit)
+    for name, label in ood_labels(cfg.ood).items():
+        prep.oods[label] = oods[name].take(cfg.limit)
         prep.groups[label] = cfg.ood_groups.get(name, "ood")
     for seed in cfg.seeds:
         try:

@@ -61,8 +61,10 @@ def compare_runs(run_dir: Path, reference_dir: Path, k: float = DEFAULT_K,
         UserError: either folder is not a finished run, the protocols differ (ID set, image
             counts, options of a shared method), or the two share no entry × OOD set.
     """
-    if k <= 0 or floor < 0:
-        raise UserError("--k must be positive and --floor 0 or more")
+    if not (math.isfinite(k) and k > 0):  # NaN compares False both ways: tested explicitly
+        raise UserError(f"--k {k}: must be a positive finite number of standard errors, e.g. --k 3")
+    if not (math.isfinite(floor) and floor >= 0):
+        raise UserError(f"--floor {floor * 100:g}: must be a finite number of AUROC points, 0 or more, e.g. --floor 0.1")
     run_m, run_man = load_run(run_dir)
     ref_m, ref_man = load_run(reference_dir)
     diff = protocol_differences(ref_man, run_man)

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ood_bench.utils.naming import one_line
+
 if TYPE_CHECKING:
     from ood_bench.reporting.leaderboard import Leaderboard
 
@@ -49,7 +51,7 @@ SIZES = ((r"\normalsize", 1.0, 6.0), (r"\small", 0.94, 4.0), (r"\footnotesize", 
 def latex_escape(text: str) -> str:
     """Escape LaTeX's special characters in a name (``dlsr[mse]``, ``digits_5``)."""
     out = []
-    for ch in str(text):
+    for ch in one_line(text):  # a newline in a name must not end a line (or a comment)
         out.append({"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
                     "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                     "^": r"\textasciicircum{}"}.get(ch, ch))
@@ -209,7 +211,7 @@ def latex_tables(board: Leaderboard, sub_scores: bool = False, resize: bool = Fa
         note = "% std over seeds on the averages only; per-set stds: leaderboard.csv\n"
     acc = fit_width(acc, resize)
     cost = fit_width(cost_table(board, sub_scores), resize)
-    head = "".join(f"% {line}\n" for line in board.provenance)
+    head = "".join(f"% {one_line(line)}\n" for line in board.provenance)  # one comment line each
     graphicx = " and \\usepackage{graphicx}" if "\\resizebox" in acc + cost else ""
     return (head + f"% requires \\usepackage{{booktabs}}{graphicx}\n"
             + "% accuracy: AUROC (%) per OOD set, group and overall averages, mean FPR@95 (%)\n"

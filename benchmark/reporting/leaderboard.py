@@ -12,6 +12,7 @@ names, Near/Far groups, accuracy and cost apart) lives in :mod:`ood_bench.report
 """
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from ood_bench.methods.registry import METHODS
 from ood_bench.utils import atomic
 from ood_bench.utils.errors import UserError
 from ood_bench.reporting.formats import EXTENSIONS, FORMATS
+from ood_bench.utils.naming import one_line
 from ood_bench.reporting.latex import latex_tables
 from ood_bench.reporting.metrics import CONVENTIONS
 from ood_bench.reporting.tables import MEAN_GROUP, add_mean_rows, seed_summary
@@ -103,7 +105,7 @@ class Leaderboard:
 
     def to_markdown(self) -> str:
         table = self.cells("**{}**", " ± {}").to_markdown(stralign="right", disable_numparse=True)
-        notes = "\n".join(f"<sub>{line}</sub>  " for line in self.provenance)
+        notes = "\n".join(f"<sub>{html.escape(one_line(line), quote=False)}</sub>  " for line in self.provenance)
         return f"{table}\n\n{notes}\n" if notes else table + "\n"
 
     def to_latex(self, sub_scores: bool = False, resize: bool = False) -> str:
@@ -133,7 +135,7 @@ class Leaderboard:
                 frame[f"{col} ±"] = self.std[col]
             frame = frame[[c for col in self.mean.columns for c in (col, f"{col} ±")]]
         frame.index.name = "method"
-        head = "".join(f"# {line}\n" for line in self.provenance)
+        head = "".join(f"# {one_line(line)}\n" for line in self.provenance)
         return head + frame.to_csv(float_format="%.6g")
 
     def export(self, fmt: str) -> str:
@@ -183,6 +185,9 @@ def build_leaderboard(metrics: pd.DataFrame, provenance: list[str] | None = None
     for ood in dict.fromkeys(sets["ood"]):
         part = sets[sets["ood"] == ood]
         put(ood, part, "auroc", 100, "max", 2, "set", dataset_title(ood), str(part["group"].iloc[0]))
+    set_titles = [titles[c] for c in titles if kind[c] == "set"]
+    for c in [c for c in titles if kind[c] == "set" and set_titles.count(titles[c]) > 1]:
+        titles[c] = c  # two sets with one display name (a/imgs, b/imgs): their names as given
     for label in dict.fromkeys(means["ood"]):
         if label == "mean":
             put("avg", means[means["ood"] == label], "auroc", 100, "max", 2, "avg", "Avg.")
@@ -398,5 +403,5 @@ def format_comparisons(df: pd.DataFrame, n_resamples: int = 1000) -> pd.DataFram
 
 def markdown(df: pd.DataFrame, notes: list[str] | None = None) -> str:
     table = df.to_markdown(index=False, disable_numparse=True)
-    extra = "\n".join(f"<sub>{n}</sub>  " for n in notes or [])
+    extra = "\n".join(f"<sub>{html.escape(one_line(n), quote=False)}</sub>  " for n in notes or [])
     return f"{table}\n\n{extra}\n" if extra else table + "\n"

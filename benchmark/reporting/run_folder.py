@@ -12,17 +12,23 @@
     RUN_DIR/plots/hist_<method>_<ood>.{png,pdf}, roc_<ood>.{png,pdf}, auroc_vs_throughput.{png,pdf}
     RUN_DIR/examples/<method>_<dataset>.png   (methods that draw what they do)
 
-Every file is written atomically. A run folder holds exactly one run: :func:`claim_run_dir`
-removes what an earlier run wrote there (the files above, and temporary files a killed run left)
-before the new run starts, and nothing else. The manifest says ``running`` until the run ends
+Every file is written atomically. A run folder holds exactly one run. Where it holds no complete
+run, :func:`claim_run_dir` removes what an earlier, unfinished run wrote there (the files above,
+and temporary files a killed run left) before the new run starts, and nothing else. Where it holds
+a complete run, the new run is written beside it (:func:`stage_run_dir`, ``RUN_DIR/.next.XXXX/``)
+and swapped in only once it has succeeded (:func:`publish_run`): a failed re-run leaves the
+earlier run as it was, its own ``failed`` manifest in the stage folder. Symlinks among the run's
+own names are removed or replaced, never followed. The manifest says ``running`` until the run ends
 (then ``complete``, ``failed`` or ``interrupted``); a run killed outright stays ``running``, and
 ``ood-bench leaderboard`` refuses every folder whose run is not ``complete``.
 """
 from __future__ import annotations
 
 import html
+import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +83,68 @@ def claim_run_dir(run_dir: Path) -> None:
     for name in OWNED_FILES:
         (run_dir / name).unlink(missing_ok=True)
     for name in OWNED_DIRS:
-        if (run_dir / name).is_dir():
+        if (run_dir / name).is_symlink():  # never followed: the link goes, whatever it points at stays
+            (run_dir / name).unlink()
+        elif (run_dir / name).is_dir():
             shutil.rmtree(run_dir / name)
+    _remove_leftovers(run_dir)
+
+
+def _remove_leftovers(run_dir: Path) -> None:
     for p in run_dir.iterdir():  # atomic writes' leftovers: .metrics.csv.abc123.tmp, .plots.xyz/
         if p.name.startswith(".") and any(p.name.startswith(f".{n}.") for n in (*OWNED_FILES, *OWNED_DIRS)):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+STAGE_PREFIX = ".next."  # a new run written beside a complete earlier one: RUN_DIR/.next.XXXX/
+
+
+def holds_complete_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds the outputs of a finished run (its manifest says ``complete``)."""
+    try:
+        return json.loads((Path(run_dir) / MANIFEST_FILE).read_text()).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def stage_run_dir(run_dir: Path) -> Path:
+    """A fresh folder inside ``run_dir`` where a new run writes while the complete earlier run in
+    ``run_dir`` stays untouched; :func:`publish_run` swaps it in once the new run has succeeded."""
+    check_writable_dir(run_dir, "--out")
+    return Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=run_dir))
+
+
+def publish_run(stage: Path, run_dir: Path) -> None:
+    """Replace the earlier run's outputs in ``run_dir`` by the staged run's, one atomic rename
+    each (a symlink in their place is replaced, never followed), then remove ``stage`` and the
+    stage folders of earlier failed attempts. The manifest goes last: until it is swapped in,
+    ``run_dir`` reads as the earlier complete run."""
+    for name in (*OWNED_FILES, *OWNED_DIRS):
+        if name == MANIFEST_FILE:
+            continue
+        new, old = stage / name, run_dir / name
+        if old.is_symlink():
+            old.unlink()
+        if new.is_dir():
+            atomic.replace_dir(new, old)
+        elif new.exists():
+            os.replace(new, old)
+        elif old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink(missing_ok=True)
+    if (run_dir / MANIFEST_FILE).is_symlink():
+        (run_dir / MANIFEST_FILE).unlink()
+    os.replace(stage / MANIFEST_FILE, run_dir / MANIFEST_FILE)
+    shutil.rmtree(stage, ignore_errors=True)
+    _remove_leftovers(run_dir)
+    for other in run_dir.glob(f"{STAGE_PREFIX}*"):  # failed attempts (their manifests say so)
+        try:
+            status = json.loads((other / MANIFEST_FILE).read_text()).get("status")
+        except (OSError, ValueError, AttributeError):
+            continue  # a run still starting, or not ours: left alone
+        if other.is_dir() and not other.is_symlink() and status in ("failed", "interrupted"):
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def scores_frame(results) -> pd.DataFrame:
@@ -141,8 +204,11 @@ def write_cost_plot(metrics: pd.DataFrame, id_name: str, plots_dir: Path) -> Pat
 
 
 def write_run(run_dir: Path, results, id_name: str, manifest: dict,
-              n_resamples: int = 1000) -> tuple[pd.DataFrame, Leaderboard, dict[str, Path]]:
-    """Write every output of a finished run; returns (metrics, leaderboard, written paths)."""
+              n_resamples: int = 1000, final_dir: Path | None = None) -> tuple[pd.DataFrame, Leaderboard, dict[str, Path]]:
+    """Write every output of a finished run; returns (metrics, leaderboard, written paths).
+
+    ``final_dir``: where the outputs will live once published (:func:`publish_run`) when
+    ``run_dir`` is a stage folder; the manifest and provenance name the final paths."""
     run_dir.mkdir(parents=True, exist_ok=True)
     plots_dir = run_dir / "plots"
     files: dict[str, Path] = {}
@@ -151,7 +217,7 @@ def write_run(run_dir: Path, results, id_name: str, manifest: dict,
     metrics = metrics_frame(results, id_name)
     files["metrics"] = atomic.write_with(run_dir / METRICS_FILE,
                                          lambda p: metrics.to_csv(p, index=False, float_format="%.6g"))
-    prov = provenance_lines([{**manifest, "run_dir": str(run_dir)}])
+    prov = provenance_lines([{**manifest, "run_dir": str(final_dir or run_dir)}])
     board = build_leaderboard(metrics, prov)
     for fmt, path in board.write_all(run_dir).items():
         files[f"leaderboard_{fmt}"] = path
@@ -201,8 +267,11 @@ def write_run(run_dir: Path, results, id_name: str, manifest: dict,
                ("Score histograms", [(p, p.stem) for p in hists]),
                ("What the methods do (examples)", [(p, p.stem) for p in examples])]
     files["report"] = write_report(run_dir / "report.html", f"ood-bench run: {id_name}", prov, sections, figures)
+    if final_dir is not None:
+        files = {k: Path(final_dir) / Path(v).relative_to(run_dir) for k, v in files.items()}
     manifest["outputs"] = {k: str(v) for k, v in files.items()}
-    files["manifest"] = write_json(run_dir / MANIFEST_FILE, manifest)
+    write_json(run_dir / MANIFEST_FILE, manifest)
+    files["manifest"] = Path(final_dir or run_dir) / MANIFEST_FILE
     return metrics, board, files
 
 

@@ -2,11 +2,17 @@
 
 A killed run never leaves a truncated table, score file or checkpoint behind: readers see the
 old complete file or the new complete file.
+
+Integrity: a folder written with :func:`atomic_dir` records the SHA-256 of every file in it
+(:data:`CHECKSUM_FILE`) before it is swapped in, and a file written with
+``write_with(..., checksum=True)`` gets a ``<name>.sha256`` beside it; :func:`verify_dir` and
+:func:`verify_file` compare them with what is on disk now, so a flipped bit is found on load.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -59,11 +65,87 @@ def write_bytes(path: Path | str, data: bytes) -> Path:
     return Path(path)
 
 
-def write_with(path: Path | str, writer: Callable[[Path], Any]) -> Path:
-    """``writer(tmp_path)`` writes the file (``torch.save``, ``savefig``, ``to_csv``, …)."""
+def write_with(path: Path | str, writer: Callable[[Path], Any], checksum: bool = False) -> Path:
+    """``writer(tmp_path)`` writes the file (``torch.save``, ``savefig``, ``to_csv``, …);
+    ``checksum``: also record its SHA-256 in ``<name>.sha256`` (see :func:`verify_file`)."""
     with atomic_path(path) as tmp:
         writer(tmp)
+        digest = sha256_file(tmp) if checksum else None
+    if digest is not None:
+        write_text(sidecar(path), digest + "\n")
     return Path(path)
+
+
+# ------------------------------------------------------------------------------ integrity
+CHECKSUM_FILE = "checksums.json"  # in a folder written by atomic_dir: {relative path: sha256}
+
+
+class ChecksumMismatch(ValueError):
+    """A file's content no longer matches the SHA-256 recorded when it was written."""
+
+
+def sha256_file(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sidecar(path: Path | str) -> Path:
+    """Where ``write_with(..., checksum=True)`` records the SHA-256 of ``path``."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def verify_file(path: Path | str) -> bool:
+    """``True`` when ``path`` matches its recorded SHA-256, ``False`` when none was recorded.
+
+    Raises:
+        ChecksumMismatch: the content changed since it was written (or the record is damaged)."""
+    rec = sidecar(path)
+    if not rec.is_file():
+        return False
+    if rec.read_text().strip() != sha256_file(path):
+        raise ChecksumMismatch(f"{Path(path).name} does not match its SHA-256 recorded when it was written")
+    return True
+
+
+def _dir_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != CHECKSUM_FILE)
+
+
+def write_checksums(folder: Path | str) -> Path:
+    """Record the SHA-256 of every file under ``folder`` in ``folder/checksums.json``."""
+    folder = Path(folder)
+    sums = {p.relative_to(folder).as_posix(): sha256_file(p) for p in _dir_files(folder)}
+    return write_json(folder / CHECKSUM_FILE, {"algorithm": "sha256", "files": sums})
+
+
+def verify_dir(folder: Path | str) -> bool:
+    """``True`` when every file under ``folder`` matches ``checksums.json`` (no file missing,
+    none added), ``False`` when the folder has no record (written before records were kept).
+
+    Raises:
+        ChecksumMismatch: naming the first file that differs, is missing or is unexpected."""
+    folder = Path(folder)
+    rec = folder / CHECKSUM_FILE
+    if not rec.is_file():
+        return False
+    try:
+        sums = json.loads(rec.read_text())["files"]
+        assert isinstance(sums, dict)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise ChecksumMismatch(f"{CHECKSUM_FILE} is damaged") from None
+    present = {p.relative_to(folder).as_posix() for p in _dir_files(folder)}
+    for name in sorted(set(sums) | present):
+        if name not in present:
+            raise ChecksumMismatch(f"{name} is missing (it was written with the folder)")
+        if name not in sums:
+            raise ChecksumMismatch(f"{name} was not written with the folder")
+        if sha256_file(folder / name) != sums[name]:
+            raise ChecksumMismatch(f"{name} does not match its SHA-256 recorded when it was written")
+    return True
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
@@ -105,14 +187,17 @@ def replace_dir(new: Path, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: Path | str) -> Iterator[Path]:
+def atomic_dir(path: Path | str, checksums: bool = True) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces the folder ``path`` as a whole
-    (see :func:`replace_dir`: there is never a moment without a complete folder on Linux)."""
+    (see :func:`replace_dir`: there is never a moment without a complete folder on Linux).
+    ``checksums``: record every file's SHA-256 first (:func:`write_checksums`, :func:`verify_dir`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        if checksums:
+            write_checksums(tmp)
         replace_dir(tmp, path)
     finally:
         if tmp.exists():

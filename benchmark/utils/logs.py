@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from ood_bench.utils.errors import UserError
+
 LOGGER = logging.getLogger("ood_bench")
 _T0 = time.time()
 
@@ -55,8 +57,14 @@ def configure(level: int = logging.INFO, log_file: str | Path | None = None) -> 
     LOGGER.addHandler(console)
     file_level = level
     if log_file is not None:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_file, encoding="utf-8")
+        if Path(log_file).is_dir():
+            raise UserError(f"--log-file {log_file} is a folder; give a file path, e.g. {Path(log_file) / 'run.log'}")
+        try:
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"--log-file {log_file} cannot be written ({e.strerror or type(e).__name__}); "
+                            f"give a file path you can write to") from None
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         fh.setLevel(logging.DEBUG)
         LOGGER.addHandler(fh)

@@ -22,7 +22,7 @@ from timm.models.resnet import BasicBlock
 from torch import nn
 
 from ood_bench.methods.backbones import load_by_order
-from ood_bench.methods.pretrained import pretrained_folder
+from ood_bench.methods.pretrained import load_weights, pretrained_folder
 from ood_bench.methods.training import TrainSpec, fixed_threads, seed_network, train
 from ood_bench.utils.errors import MissingWeightsError
 from ood_bench.methods.unet import random_hflip
@@ -140,7 +140,7 @@ def fit_classifier(c: ClassifierOptions, x: torch.Tensor, y: torch.Tensor, num_c
     with fixed_threads(torch.device("cpu")):  # a reduction: its last bits depend on the thread count
         clf.set_normalization(xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
     if c.classifier_path:
-        state = torch.load(classifier_file(c.classifier_path), map_location="cpu", weights_only=False)
+        state = load_weights(classifier_file(c.classifier_path), "classifier_path")
         state = state.get("state_dict", state) if isinstance(state, dict) else state
         if any(k.startswith("net.") for k in state):
             clf.load_state_dict(state)
