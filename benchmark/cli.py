@@ -380,7 +380,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {path.stem:14s}{_preset_summary(path)}")
     print("\nmethods:")
     for name, cls in METHODS.items():
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        doc = next(iter((cls.__doc__ or "").strip().splitlines()), "")  # a plugin may have no docstring
         labels = " [needs labels]" if cls.needs_labels else ""
         print(f"  {name:14s}{doc}{labels}")
         if args.options:
