@@ -12,6 +12,8 @@ from ood_bench.methods import dlsr as _dlsr  # noqa: F401  (registers "dlsr")
 from ood_bench.methods import lmd as _lmd  # noqa: F401  (registers "lmd")
 from ood_bench.methods import diffood as _diffood  # noqa: F401  (registers "diffood")
 from ood_bench.methods import baselines as _baselines  # noqa: F401  (registers the baselines)
+from ood_bench.methods import msma as _msma  # noqa: F401  (registers "msma")
+from ood_bench.methods import diffpath as _diffpath  # noqa: F401  (registers "diffpath")
 
 __all__ = ["BatchOutput", "METHODS", "MethodConfig", "OODMethod", "RunContext", "ScoreBatch",
            "fit_option", "register_method", "score_option"]

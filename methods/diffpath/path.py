@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from ood_bench.methods.msma.levels import EpsFn
+from ood_bench.methods.posthoc import EpsFn
 from ood_bench.utils.errors import ConfigError
 
 STATISTICS = ("s1", "s2", "s3", "s4", "s5", "s6")

@@ -18,14 +18,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ood_bench.methods.posthoc import EpsFn
 from ood_bench.utils.errors import ConfigError
 
 SPACINGS = ("geometric", "linear")
 INPUT_SCALINGS = ("vp_mean", "raw")
 NORM_WEIGHTINGS = ("eps", "ve_score", "vp_score")
 
-EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``eps(x_in (B, C, H, W), t (B,) int64) → ε̂ (B, C, H, W)``: the model's noise prediction."""
 
 
 def paper_sigmas(num_levels: int, sigma_high: float, sigma_low: float, spacing: str = "geometric") -> np.ndarray:
