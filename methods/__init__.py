@@ -1,12 +1,14 @@
 """OOD detection methods. Importing this package registers every built-in method.
 
 Each method lives in its own subpackage (``dlsr/``, ``lmd/``, ``diffood/``, ``baselines/``); the
-shared pieces (contract, registry, backbones, training loop, UNet factory) sit beside them.
+shared pieces (contract, registry, shared artifacts (artifacts.py, the ID DDPM in ddpm.py), backbones, training loop, UNet factory) sit beside them.
 Methods of other packages register through entry points or ``--plugin``
 (:mod:`ood_bench.plugins`).
 """
 from ood_bench.methods.base import BatchOutput, MethodConfig, OODMethod, RunContext, ScoreBatch, fit_option, score_option
 from ood_bench.methods.registry import METHODS, register_method
+from ood_bench.methods.artifacts import ARTIFACTS, Artifact, ArtifactRequest, register_artifact
+from ood_bench.methods import ddpm as _ddpm  # noqa: F401  (registers the "ddpm-unet" artifact)
 
 from ood_bench.methods import dlsr as _dlsr  # noqa: F401  (registers "dlsr")
 from ood_bench.methods import lmd as _lmd  # noqa: F401  (registers "lmd")
@@ -15,5 +17,5 @@ from ood_bench.methods import baselines as _baselines  # noqa: F401  (registers 
 from ood_bench.methods import msma as _msma  # noqa: F401  (registers "msma")
 from ood_bench.methods import diffpath as _diffpath  # noqa: F401  (registers "diffpath")
 
-__all__ = ["BatchOutput", "METHODS", "MethodConfig", "OODMethod", "RunContext", "ScoreBatch",
-           "fit_option", "register_method", "score_option"]
+__all__ = ["ARTIFACTS", "Artifact", "ArtifactRequest", "BatchOutput", "METHODS", "MethodConfig", "OODMethod", "RunContext", "ScoreBatch",
+           "fit_option", "register_artifact", "register_method", "score_option"]
