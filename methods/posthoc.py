@@ -9,7 +9,7 @@ The diffusion model is the *base model*, which need not be trained on the ID set
   a saved pipeline, or e.g. ``google/ddpm-cifar10-32``), with the noise schedule saved beside it
   (else the config's). Learned-variance models: the first C output channels are ε.
 
-``fit`` trains no network of its own: it computes the statistics of (a seeded subset of) the ID
+``fit`` trains no network of its own (the engine builds, caches and shares the ID DDPM artifact): it computes the statistics of (a seeded subset of) the ID
 training images and fits the densities (:mod:`ood_bench.methods.density`). Only ``alphas_cumprod``
 of the schedule is used.
 """
@@ -26,11 +26,13 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from ood_bench.data.base import ImageDataset
-from ood_bench.data.loading import DeviceBatches, materialize
+from ood_bench.data.loading import DeviceBatches
+from ood_bench.methods.artifacts import ArtifactRequest
 from ood_bench.methods.base import BatchOutput, fit_option
 from ood_bench.methods.density import Density, load_densities, save_densities
 from ood_bench.methods.pretrained import load_pretrained_scheduler
-from ood_bench.methods.unet import PixelDiffusionConfig, PixelDiffusionMethod, load_unet, train_unet
+from ood_bench.methods.ddpm import DDPMArtifact, ddpm_request
+from ood_bench.methods.unet import PixelDiffusionConfig, PixelDiffusionMethod, load_unet
 from ood_bench.utils.device import autocast
 from ood_bench.utils.errors import ConfigError
 
@@ -76,7 +78,6 @@ class PostHocDensityMethod(PixelDiffusionMethod):
         self.density_inputs: dict[str, str] = {}
         self.fit_images = 0
         self.base_info: dict[str, Any] = {}
-        self._own_unet = False  # trained here (no shared artifact), saved with the method
 
     # ------------------------------------------------------------------ to implement
     @abc.abstractmethod
@@ -138,19 +139,26 @@ class PostHocDensityMethod(PixelDiffusionMethod):
         return False  # statistics, no pictures
 
     # ------------------------------------------------------------------ fit
-    def fit(self, train_set: ImageDataset) -> None:
+    def requires(self) -> dict[str, ArtifactRequest]:
+        """The shared ID DDPM when ``base_model`` is ``id``; nothing for a pretrained folder."""
+        return {"ddpm": ddpm_request(self.config)} if self.config.base_model == ID_BASE else {}
+
+    def attach_base(self) -> None:
+        """Put the base model in place: the shared ID DDPM (the engine filled ``self.artifacts``)
+        or the pretrained folder / hub id ``base_model``."""
         c = self.config
         if c.base_model != ID_BASE:
             self._pretrained_base()
-        elif c.unet:
-            self._use_base(self.load_pretrained_unet(), self.scheduler, {"base_model": f"id: {c.unet}"})
-        else:
-            # TODO(issue-19): take the shared ID DDPM artifact once the artifacts core is merged
-            x, _ = materialize(train_set, self.transform, 1024, self.ctx.workers)
-            res = train_unet(c, x, self.device, self.ctx.seed, self.ctx.work_dir, desc=f"{self.name} UNet",
-                             compile=self.training_compile())
-            self._own_unet = True
-            self._use_base(res.model, c.scheduler(), {"base_model": "id"})
+            return
+        ddpm: DDPMArtifact = self.artifacts["ddpm"]
+        self._use_base(ddpm.unet, ddpm.scheduler, {"base_model": f"id: {c.unet}" if c.unet else "id",
+                                                   **{f"ddpm_{k}": v for k, v in ddpm.fit_report().items()}})
+
+    def fit(self, train_set: ImageDataset) -> None:
+        """Statistics of the ID training images (all, or a seeded ``max_fit_images`` subset)
+        under the base model; fit every density on them."""
+        c = self.config
+        self.attach_base()
         fit_set = train_set.take(c.max_fit_images or None, seed=self.ctx.seed)
         self.fit_images = len(fit_set)
         feats = self.dataset_statistics(fit_set)
@@ -181,24 +189,15 @@ class PostHocDensityMethod(PixelDiffusionMethod):
 
     # ------------------------------------------------------------------ state
     def save(self, directory: Path) -> None:
+        """The densities (arrays + JSON) and which statistics each takes; the base model is the
+        shared artifact or the named folder, not copied."""
         save_densities(self.densities, directory, self.DENSITY_STEM)
-        meta = {"density_inputs": self.density_inputs, "fit_images": self.fit_images, "base": self.base_info,
-                "own_unet": self._own_unet}
+        meta = {"density_inputs": self.density_inputs, "fit_images": self.fit_images, "base": self.base_info}
         (directory / "posthoc.json").write_text(json.dumps(meta, indent=1))
-        if self._own_unet:
-            self.save_diffusion(directory)
 
     def load(self, directory: Path) -> None:
         meta = json.loads((directory / "posthoc.json").read_text())
-        c = self.config
-        if c.base_model != ID_BASE:
-            self._pretrained_base()
-        elif c.unet:
-            self._use_base(self.load_pretrained_unet(), self.scheduler, meta["base"])
-        else:
-            self.load_diffusion(directory)
-            self._own_unet = True
-            self._use_base(self.unet, self.scheduler, meta["base"])
+        self.attach_base()
         self.densities = load_densities(directory, self.DENSITY_STEM)
         self.density_inputs = meta["density_inputs"]
         self.fit_images = int(meta["fit_images"])
