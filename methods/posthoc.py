@@ -70,6 +70,7 @@ class PostHocDensityMethod(PixelDiffusionMethod):
     from the features and density scores)."""
 
     config: PostHocConfig
+    default_batch_size = 256  # one image = one chain of ≤ 50 small UNet calls (no repetitions)
     DENSITY_STEM = "density"
 
     def __init__(self, config: PostHocConfig, ctx) -> None:
