@@ -18,6 +18,8 @@ from ood_bench.methods import lmd as _lmd  # noqa: F401  (registers "lmd")
 from ood_bench.methods import diffood as _diffood  # noqa: F401  (registers "diffood")
 from ood_bench.methods import baselines as _baselines  # noqa: F401  (registers the baselines)
 from ood_bench.methods import likelihood as _likelihood  # noqa: F401  (registers "diffusion-nll", "diffusion-ic")
+from ood_bench.methods import msma as _msma  # noqa: F401  (registers "msma")
+from ood_bench.methods import diffpath as _diffpath  # noqa: F401  (registers "diffpath")
 
 __all__ = ["ARTIFACTS", "Artifact", "ArtifactRequest", "BatchOutput", "METHODS", "MethodConfig", "OODMethod", "RunContext", "ScoreBatch",
            "fit_option", "register_artifact", "register_method", "score_option"]
