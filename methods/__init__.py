@@ -1,6 +1,6 @@
 """OOD detection methods. Importing this package registers every built-in method.
 
-Each method lives in its own subpackage (``dlsr/``, ``lmd/``, ``diffood/``, ``baselines/``); the
+Each method lives in its own subpackage (``dlsr/``, ``lmd/``, ``diffood/``, ``ddpm_ood/``, ``baselines/``); the
 shared pieces (contract, registry, backbones, training loop, UNet factory) sit beside them.
 Methods of other packages register through entry points or ``--plugin``
 (:mod:`ood_bench.plugins`).
@@ -11,6 +11,7 @@ from ood_bench.methods.registry import METHODS, register_method
 from ood_bench.methods import dlsr as _dlsr  # noqa: F401  (registers "dlsr")
 from ood_bench.methods import lmd as _lmd  # noqa: F401  (registers "lmd")
 from ood_bench.methods import diffood as _diffood  # noqa: F401  (registers "diffood")
+from ood_bench.methods import ddpm_ood as _ddpm_ood  # noqa: F401  (registers "ddpm-ood")
 from ood_bench.methods import baselines as _baselines  # noqa: F401  (registers the baselines)
 
 __all__ = ["BatchOutput", "METHODS", "MethodConfig", "OODMethod", "RunContext", "ScoreBatch",

@@ -148,6 +148,7 @@ class OODMethod(abc.ABC):
     needs_labels: ClassVar[bool] = False
     version: ClassVar[str] = "1"
     fit_family: ClassVar[str] = ""
+    cost_knobs: ClassVar[dict[str, tuple]] = {}  # score options trading accuracy for cost: option -> default ladder
 
     def __init__(self, config: MethodConfig, ctx: RunContext) -> None:
         self.config = config
