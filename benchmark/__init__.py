@@ -28,7 +28,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "run": "ood_bench.api", "execute": "ood_bench.api", "create_method": "ood_bench.api",
-    "load_dataset": "ood_bench.api", "RunResult": "ood_bench.api",
+    "load_dataset": "ood_bench.api", "RunResult": "ood_bench.api", "fit_method": "ood_bench.api",
+    "Artifact": "ood_bench.methods.artifacts", "ArtifactRequest": "ood_bench.methods.artifacts",
+    "register_artifact": "ood_bench.methods.artifacts",
     "OODMethod": "ood_bench.methods.base", "MethodConfig": "ood_bench.methods.base",
     "BatchOutput": "ood_bench.methods.base", "ScoreBatch": "ood_bench.methods.base",
     "fit_option": "ood_bench.methods.base", "score_option": "ood_bench.methods.base",

@@ -33,7 +33,7 @@ from ood_bench.engine.cache import Cache
 from ood_bench.engine.distributed import describe as describe_distributed
 from ood_bench.engine.config import RunConfig, apply_mapping, build_dataclass, find_preset, load_yaml
 from ood_bench.engine.manifest import finish_manifest, now_iso, start_manifest
-from ood_bench.engine.runner import DEFAULT_BATCH, Runner, display_name, prepare, seed_everything
+from ood_bench.engine.runner import Runner, display_name, prepare, seed_everything
 from ood_bench.methods.base import OODMethod, RunContext
 from ood_bench.methods.registry import METHODS
 from ood_bench.plugins import load_plugins
@@ -47,6 +47,7 @@ from ood_bench.utils import progress as _progress
 from ood_bench.utils import distributed as dist
 from ood_bench.utils.atomic import write_json
 from ood_bench.utils.device import configure_compile, resolve_device
+from ood_bench.utils.errors import ConfigError
 
 DEFAULT_PRESET = "embedded"
 
@@ -191,10 +192,41 @@ def create_method(name: str, *, preset: str | Path | None = None, device: str = 
     dev = resolve_device(device)
     configure_compile(compile, dev)
     ctx = RunContext(device=dev, seed=seed, compile=compile,
-                     batch_size=batch_size or getattr(cls, "default_batch_size", DEFAULT_BATCH),
+                     batch_size=batch_size or cls.default_batch_size,
                      workers=workers, work_dir=Path(work_dir) if work_dir is not None else None)
     method = cls(mcfg, ctx)
     seed_everything(seed, cls.fit_family or key)
+    return method
+
+
+def fit_method(method: OODMethod, train: ImageDataset, *, cache_dir: str | Path | None = None,
+               validation: float = 0.05) -> OODMethod:
+    """Fit ``method`` on ``train`` as a run would: its shared artifacts first (built, or loaded
+    from ``cache_dir`` when given and cached there; nothing is written without one), the
+    validation hold-out of ``validation`` × ``train`` (seeded by the method's seed) for
+    artifacts trained on ``fit`` data and methods that calibrate on it, then ``fit()`` with the
+    run's seeding and thread count. Returns ``method``; ``method.artifacts`` holds the artifacts.
+
+    A method that requires no artifacts can also be fitted with ``method.fit(train)`` directly.
+    """
+    import tempfile
+
+    from ood_bench.data.base import holdout_split
+    from ood_bench.engine.artifact_store import ArtifactStore, attach
+    from ood_bench.methods.training import fixed_threads
+    from ood_bench.utils.device import numerics_key
+
+    try:
+        fit_part, held = holdout_split(train, validation, method.ctx.seed)
+    except ValueError as e:
+        raise ConfigError(f"validation: {e}") from None
+    numerics = numerics_key("auto", method.ctx.compile, method.device)
+    with tempfile.TemporaryDirectory(prefix="ood-bench-artifacts-") as tmp:
+        cache = Cache(cache_dir) if cache_dir is not None else Cache(tmp, enabled=False)
+        data, _ = attach(ArtifactStore(cache, numerics), method, method.name, train, fit_part, held)
+    seed_everything(method.ctx.seed, type(method).fit_family or method.name)
+    with fixed_threads(method.device):
+        method.fit(data)
     return method
 
 

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, help="score N images of the ID test set and of every OOD set (quick looks): "
                                              "a fixed-seed subset, class-stratified when labelled, in dataset order")
     r.add_argument("--train-limit", type=int, help="fit on N images of the ID training set (chosen as --limit chooses)")
+    r.add_argument("--validation", type=float,
+                   help="fraction of the ID training set held out per seed (default 0.05): shared networks requested "
+                        "on 'fit' data train without it; methods that calibrate on it receive it")
     r.add_argument("--set", dest="sets", nargs="+", default=[], metavar="M.OPT=V",
                    help="method options, e.g. dlsr.score=mse lmd.reps=4")
     r.add_argument("--cache-dir", help="model/score cache (default results/cache)")
@@ -215,7 +218,7 @@ def build_run_config(args: argparse.Namespace):
     elif args.seed is not None:
         cfg.seeds = [args.seed]
     for flag, attr in (("data_root", "data_root"), ("download", "download"),
-                       ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"), ("train_limit", "train_limit"),
+                       ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"), ("train_limit", "train_limit"), ("validation", "validation"),
                        ("cache_dir", "cache_dir"), ("skip_unreadable", "skip_unreadable"), ("out", "out"),
                        ("bootstrap", "bootstrap"), ("steps", "steps"), ("reps", "reps")):
         v = getattr(args, flag)

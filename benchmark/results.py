@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ood_bench.data.base import ImageDataset
+from ood_bench.methods.artifacts import ArtifactUse
 from ood_bench.methods.base import ScoreBatch
 
 
@@ -31,7 +32,12 @@ class DatasetScores:
 
 @dataclass
 class MethodResult:
-    """Everything one method produced for one seed."""
+    """Everything one method produced for one seed.
+
+    ``fit_seconds`` is the method's own fit plus the build time of the artifacts it trained or
+    loaded; an artifact it got ``shared`` from an earlier method of the run counts there only.
+    ``artifacts``: every shared artifact the method used (kind, key, folder, status).
+    """
 
     method: str
     seed: int
@@ -45,6 +51,7 @@ class MethodResult:
     budget: dict[str, float]
     id: DatasetScores
     ood: list[DatasetScores] = field(default_factory=list)
+    artifacts: list[ArtifactUse] = field(default_factory=list)
 
     @property
     def all_scored(self) -> list[DatasetScores]:

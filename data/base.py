@@ -197,6 +197,68 @@ class LimitedDataset(ImageDataset):
         return {"limit": self.n, "seed": self.seed, "strategy": self.strategy, "base": self.base.fingerprint()}
 
 
+class IndexedDataset(ImageDataset):
+    """The items ``indices`` (sorted) of another dataset, named by ``part`` (``"fit"``,
+    ``"validation"``); ids are the parent's. ``how`` records how the indices were chosen."""
+
+    def __init__(self, base: ImageDataset, indices: np.ndarray, part: str, how: dict[str, Any]) -> None:
+        super().__init__(base.name, base.split, base.num_classes)
+        self.base = base
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.part = part
+        self.how = dict(how)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load_image(self, i: int) -> Image.Image:
+        return self.base.load_image(int(self.indices[i]))
+
+    def label(self, i: int) -> int:
+        return self.base.label(int(self.indices[i]))
+
+    def labels(self) -> np.ndarray:
+        return self.base.labels()[self.indices]
+
+    def item_id(self, i: int) -> str:
+        return self.base.item_id(int(self.indices[i]))
+
+    def describe(self) -> str:
+        return f"{super().describe()} ({self.part} part)"
+
+    @property
+    def subset(self) -> dict[str, Any]:
+        return {"part": self.part, "n": len(self), "of": len(self.base), **self.how}
+
+    def identity(self) -> dict[str, Any]:
+        return {"part": self.part, **self.how, "base": self.base.fingerprint()}
+
+
+def holdout_split(train: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset | None]:
+    """``(fit, validation)``: a hold-out of ``max(1, round(fraction · N))`` items of ``train`` and the rest.
+
+    The hold-out is drawn as :func:`subset_indices` draws (class-stratified when labelled, else
+    uniformly random), seeded by the run ``seed`` (salted, so it is not the ``--limit`` draw);
+    both parts keep the dataset's order and are disjoint. ``fraction == 0`` → ``(train, None)``.
+
+    Raises:
+        ValueError: ``fraction`` outside ``[0, 1)``, or a split that leaves a part empty.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the validation fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return train, None
+    n = len(train)
+    k = max(1, int(round(fraction * n)))
+    if k >= n:
+        raise ValueError(f"a validation fraction of {fraction} leaves an empty part of {n} training images")
+    split_seed = int(hashlib.sha1(f"validation:{seed}".encode()).hexdigest()[:15], 16)
+    held, strategy = subset_indices(train.labels(), k, split_seed)
+    rest = np.setdiff1d(np.arange(n), held, assume_unique=True)
+    how = {"fraction": fraction, "seed": seed, "strategy": strategy}
+    return IndexedDataset(train, rest, "fit", how), IndexedDataset(train, held, "validation", how)
+
+
 class ShardDataset(ImageDataset):
     """Items ``[start, stop)`` of another dataset: one rank's part of a set in sharded scoring.
     Ids are the parent's, and :meth:`batch_origin` the parent's shifted by ``start``, so a batch

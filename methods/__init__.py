@@ -1,12 +1,14 @@
 """OOD detection methods. Importing this package registers every built-in method.
 
 Each method lives in its own subpackage (``dlsr/``, ``lmd/``, ``diffood/``, ``ddpm_ood/``, ``baselines/``); the
-shared pieces (contract, registry, backbones, training loop, UNet factory) sit beside them.
+shared pieces (contract, registry, shared artifacts (artifacts.py, the ID DDPM in ddpm.py), backbones, training loop, UNet factory) sit beside them.
 Methods of other packages register through entry points or ``--plugin``
 (:mod:`ood_bench.plugins`).
 """
 from ood_bench.methods.base import BatchOutput, MethodConfig, OODMethod, RunContext, ScoreBatch, fit_option, score_option
 from ood_bench.methods.registry import METHODS, register_method
+from ood_bench.methods.artifacts import ARTIFACTS, Artifact, ArtifactRequest, register_artifact
+from ood_bench.methods import ddpm as _ddpm  # noqa: F401  (registers the "ddpm-unet" artifact)
 
 from ood_bench.methods import dlsr as _dlsr  # noqa: F401  (registers "dlsr")
 from ood_bench.methods import lmd as _lmd  # noqa: F401  (registers "lmd")
@@ -14,5 +16,5 @@ from ood_bench.methods import diffood as _diffood  # noqa: F401  (registers "dif
 from ood_bench.methods import ddpm_ood as _ddpm_ood  # noqa: F401  (registers "ddpm-ood")
 from ood_bench.methods import baselines as _baselines  # noqa: F401  (registers the baselines)
 
-__all__ = ["BatchOutput", "METHODS", "MethodConfig", "OODMethod", "RunContext", "ScoreBatch",
-           "fit_option", "register_method", "score_option"]
+__all__ = ["ARTIFACTS", "Artifact", "ArtifactRequest", "BatchOutput", "METHODS", "MethodConfig", "OODMethod", "RunContext", "ScoreBatch",
+           "fit_option", "register_artifact", "register_method", "score_option"]

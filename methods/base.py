@@ -29,6 +29,7 @@ from ood_bench.utils.progress import log, progress
 from ood_bench.data.base import ImageDataset
 from ood_bench.data.loading import DeviceBatches
 from ood_bench.data.transforms import ImageTransform
+from ood_bench.methods.artifacts import Artifact, ArtifactRequest
 
 
 # ------------------------------------------------------------------------ config helpers
@@ -135,6 +136,15 @@ class OODMethod(abc.ABC):
         fit_family: methods that fit the very same model from the same fit options (``msp`` and
             ``energy``: one classifier) name one family; the runner then fits it once and caches
             it under the family's name. Empty: the method's own name.
+        needs_validation: ``True``: the engine sets :attr:`validation` (the run's ID validation
+            hold-out, ``validation`` run option) before ``fit()``.
+        default_batch_size: scoring batch size when the run does not set one.
+        cost_knobs: score options trading accuracy for network evaluations, each with a default
+            ladder of values (for cost–accuracy sweeps).
+
+    Instance attributes filled by the engine: :attr:`artifacts` (name → the shared
+    :class:`~ood_bench.methods.artifacts.Artifact` each :meth:`requires` entry asked for, before
+    ``fit()`` and ``load()``), :attr:`validation` (see ``needs_validation``).
 
     Instance attribute ``image_transform``: the :class:`ImageTransform` every image goes
     through, set in ``__init__`` by methods whose images need nothing else (all built-in ones);
@@ -148,6 +158,8 @@ class OODMethod(abc.ABC):
     needs_labels: ClassVar[bool] = False
     version: ClassVar[str] = "1"
     fit_family: ClassVar[str] = ""
+    needs_validation: ClassVar[bool] = False
+    default_batch_size: ClassVar[int] = 128
     cost_knobs: ClassVar[dict[str, tuple]] = {}  # score options trading accuracy for cost: option -> default ladder
 
     def __init__(self, config: MethodConfig, ctx: RunContext) -> None:
@@ -156,6 +168,14 @@ class OODMethod(abc.ABC):
         self.device = ctx.device
         self.image_transform: ImageTransform | None = None
         self._inference_ready = False  # prepare_inference has run
+        self.artifacts: dict[str, Artifact] = {}
+        self.validation: ImageDataset | None = None
+
+    # -- what the method needs ---------------------------------------------------------
+    def requires(self) -> dict[str, ArtifactRequest]:
+        """The shared artifacts this method needs, by the name it looks them up under in
+        :attr:`artifacts` (default: none). Depends on ``self.config`` only."""
+        return {}
 
     # -- to implement -------------------------------------------------------------------
     @abc.abstractmethod

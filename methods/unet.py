@@ -143,11 +143,13 @@ def unet_from_config(c: PixelDiffusionConfig, num_class_embeds: int | None = Non
 
 def train_unet(c: PixelDiffusionConfig, images: torch.Tensor, device: torch.device, seed: int,
                work_dir: Path | None, desc: str, labels: torch.Tensor | None = None,
-               num_classes: int | None = None, label_dropout: float = 0.0, compile: str | None = None) -> TrainResult:
+               num_classes: int | None = None, label_dropout: float = 0.0, compile: str | None = None,
+               seed_name: str | None = None) -> TrainResult:
     """Train a UNet on uint8 images ``(N, C, H, W)`` with the simple ε loss; class-conditional
     when ``labels``/``num_classes`` are given (index ``num_classes`` = null class, used with
-    probability ``label_dropout``)."""
-    seed_network(seed, desc)
+    probability ``label_dropout``). The initial weights are seeded by (``seed``, ``seed_name``;
+    default ``desc``), the name that also labels the log lines and checkpoints."""
+    seed_network(seed, seed_name or desc)
     unet = unet_from_config(c, None if labels is None else num_classes + 1)
     alphas = c.scheduler().alphas_cumprod.to(device)
 

@@ -122,8 +122,11 @@ def test_tiny_lmd_fit_score_examples_and_cost(tmp_path):
                     attention_resolutions=(), norm_groups=8, dropout=0.0, epochs=2, train_batch_size=32,
                     warmup_steps=5, hflip=False, reps=2, steps=3, mask_blocks=4,
                     distances=("mse", "ssim"), score="ssim")
+    from ood_bench.api import fit_method
+
     m = LMD(cfg, RunContext(device=torch.device("cpu"), batch_size=16, work_dir=tmp_path / "work"))
-    m.fit(load_dataset("digits", "train", ctx).take(64))
+    fit_method(m, load_dataset("digits", "train", ctx).take(64))
+    assert type(m.artifacts["ddpm"]).kind == "ddpm-unet" and m.unet is m.artifacts["ddpm"].unet
     test = load_dataset("digits", "test", ctx).take(10)
     s = m.score(test)
     assert set(s.scores) == {"mse", "ssim"} and s.primary == "ssim" and len(s) == 10
@@ -131,5 +134,12 @@ def test_tiny_lmd_fit_score_examples_and_cost(tmp_path):
     assert m.save_examples(test, tmp_path / "ex.png") and (tmp_path / "ex.png").stat().st_size > 0
     m.save(tmp_path / "state")
     m2 = LMD(cfg, RunContext(device=torch.device("cpu"), batch_size=16))
+    m2.artifacts = {"ddpm": type(m.artifacts["ddpm"]).load({}, _saved(m.artifacts["ddpm"], tmp_path / "ddpm"), m2.ctx)}
     m2.load(tmp_path / "state")
     np.testing.assert_allclose(m2.score(test).scores["mse"], s.scores["mse"], rtol=1e-5, atol=1e-7)
+
+
+def _saved(artifact, folder):
+    folder.mkdir()
+    artifact.save(folder)
+    return folder

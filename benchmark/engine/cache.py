@@ -6,9 +6,14 @@ Layout under the cache root::
     <method>/<fit_key>/model/fit.json  fit time, device, report
     <method>/<fit_key>/work/           training checkpoints while fitting (resume)
     <method>/<fit_key>/scores/<score_key>.npz   one dataset's scores + timing
+    artifacts/<kind>/<key>/                 a shared artifact (saved atomically as a folder)
+    artifacts/<kind>/<key>/artifact.json    its build time, device, report, recipe
+    artifacts/<kind>/<key>.work/            its training checkpoints while building (resume)
+    artifacts/<kind>/<key>.lock             serialises building it across processes
 
 ``fit_key`` hashes method name + method version + fit-stage options + training-set fingerprint +
-seed; ``score_key`` hashes ``fit_key`` + score-stage options + dataset fingerprint + batch size +
+seed (+ the keys of the shared artifacts the method uses); an artifact's key hashes kind +
+kind version + recipe + training-data fingerprint + seed + numerics; ``score_key`` hashes ``fit_key`` + score-stage options + dataset fingerprint + batch size +
 device type (random draws are per batch and per device). Re-running the same command reuses
 both; changing a score-only option re-scores without re-training.
 
@@ -144,6 +149,37 @@ class Cache:
         path.replace(bad)
         log(f"warning: cached {path} is damaged ({why}); moved to {bad.name}, rebuilding it", level=logging.WARNING)
         return bad
+
+    # ---------------------------------------------------------------- shared artifacts
+    ARTIFACT_META = "artifact.json"
+
+    def artifact_dir(self, kind: str, key: str) -> Path:
+        return self.root / "artifacts" / kind / key
+
+    def artifact_work_dir(self, kind: str, key: str) -> Path:
+        d = self.root / "artifacts" / kind / f"{key}.work"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def artifact_lock(self, kind: str, key: str) -> Path:
+        return self.root / "artifacts" / kind / f"{key}.lock"
+
+    def has_artifact(self, kind: str, key: str) -> bool:
+        return self.enabled and (self.artifact_dir(kind, key) / self.ARTIFACT_META).is_file()
+
+    def validate_artifact(self, kind: str, key: str) -> dict[str, Any]:
+        """Every file of the cached artifact read and checked; returns ``artifact.json``'s content.
+
+        Raises:
+            InvalidArtefact: a file is unreadable or non-finite, or the metadata lacks its fields.
+        """
+        folder = self.artifact_dir(kind, key)
+        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+            validate_file(f)
+        meta = json.loads((folder / self.ARTIFACT_META).read_text())
+        if not isinstance(meta, dict) or not isinstance(meta.get("seconds"), (int, float)):
+            raise InvalidArtefact(f"{self.ARTIFACT_META} lacks the build time")
+        return meta
 
     def scores_path(self, method: str, fit_key: str, score_key: str) -> Path:
         return self.fit_dir(method, fit_key) / "scores" / f"{score_key}.npz"

@@ -40,7 +40,9 @@ class RunConfig:
     """Everything a run needs. ``method_options[name]`` holds option overrides per method.
 
     ``ood_groups`` maps each OOD set to its group (``near``/``far``/…; ``ood`` when ungrouped).
-    ``batch_size=None`` lets each method use its own default.
+    ``batch_size=None`` lets each method use its own default. ``validation``: the fraction of
+    the ID training split held out per seed (DDPM-OOD's 5 %): artifacts requested with
+    ``data="fit"`` train without it, methods with ``needs_validation`` receive it; never ID test.
     """
 
     id: str = "digits04"
@@ -58,6 +60,7 @@ class RunConfig:
     workers: int = 2
     limit: int | None = None
     train_limit: int | None = None
+    validation: float = 0.05
     out: str | None = None
     cache_dir: str = str(DEFAULT_CACHE)
     use_cache: bool = True
@@ -80,6 +83,8 @@ def check_run_bounds(cfg: RunConfig) -> None:
         if v is not None and v < low:
             what = "a positive number" if low == 1 else "0 or more"
             raise ConfigError(f"{flag} {v}: must be {what}")
+    if not 0.0 <= cfg.validation < 1.0:
+        raise ConfigError(f"--validation {cfg.validation}: must be a fraction in [0, 1) of the ID training set")
     if not cfg.seeds:
         raise ConfigError("no seed given; use --seed N or --seeds N ...")
 

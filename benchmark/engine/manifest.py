@@ -99,6 +99,21 @@ def _ds_info(ds) -> dict:
             "fingerprint": ds.fingerprint(), "subset": ds.subset}
 
 
+def _validation_info(cfg, prep) -> dict[str, Any]:
+    """The validation hold-out of every seed: fraction, sizes, fingerprints (from ID train only)."""
+    per_seed = {}
+    for seed, split in getattr(prep, "splits", {}).items():
+        if isinstance(split, str):
+            per_seed[str(seed)] = {"error": split}
+        elif split[1] is None:
+            per_seed[str(seed)] = {"n": 0}
+        else:
+            fit, val = split
+            per_seed[str(seed)] = {"n": len(val), "fingerprint": val.fingerprint(), "fit_n": len(fit),
+                                   "fit_fingerprint": fit.fingerprint(), "strategy": val.how.get("strategy")}
+    return {"fraction": cfg.validation, "of": "id_train", "seeds": per_seed}
+
+
 def start_manifest(cfg, prep, command: str) -> dict[str, Any]:
     """The manifest of a run about to start (``status: running``): config, methods, datasets, provenance."""
     return {
@@ -108,6 +123,7 @@ def start_manifest(cfg, prep, command: str) -> dict[str, Any]:
                     for k, (cls, c) in prep.methods.items()},
         "datasets": {"id_train": _ds_info(prep.id_train), "id_test": _ds_info(prep.id_test),
                      **{f"ood:{k}": {**_ds_info(v), "group": prep.groups[k]} for k, v in prep.oods.items()}},
+        "validation": _validation_info(cfg, prep),
         **provenance(prep.device),
     }
 
@@ -118,6 +134,13 @@ def finish_manifest(manifest: dict[str, Any], results, wall_s: float) -> dict[st
         "fit_s": r.fit_seconds, "fit_cached": r.fit_cached, "fit_report": r.fit_report,
         "score_s": sum(d.seconds for d in r.all_scored), "scores_cached": all(d.cached for d in r.all_scored),
         "img_per_s": r.images_per_second, "nfe_per_image": r.cost, "budget": r.budget, "peak_mem_mib": r.peak_mem_mib,
-        "id_accuracy": r.id_accuracy} for r in results}
+        "id_accuracy": r.id_accuracy, "artifacts": [a.to_dict() for a in r.artifacts]} for r in results}
+    artifacts: dict[str, dict[str, Any]] = {}
+    for r in results:
+        for a in r.artifacts:
+            entry = artifacts.setdefault(a.key, {"kind": a.kind, "folder": a.folder, "seconds": a.seconds,
+                                                 "report": a.report, "uses": []})
+            entry["uses"].append({"method": r.method, "seed": r.seed, "name": a.name, "status": a.status})
+    manifest["artifacts"] = artifacts
     manifest.update(status="complete", finished=now_iso(), wall_s=round(wall_s, 2))
     return manifest

@@ -16,7 +16,7 @@ import logging
 import contextlib
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from ood_bench.utils import distributed as dist
 from ood_bench.utils.atomic import write_json
 from ood_bench.utils.naming import safe_name
 from ood_bench.engine.cache import Cache, InvalidArtefact, digest
+from ood_bench.engine.seeding import seed_everything
 from ood_bench.engine.config import RunConfig, build_dataclass, check_run_bounds
 from ood_bench.engine.distributed import setup as setup_device
 from ood_bench.engine.manifest import machine_info
@@ -38,11 +39,13 @@ from ood_bench.utils.locking import file_lock
 from ood_bench.utils.progress import log
 from ood_bench.methods.registry import METHODS
 from ood_bench.data import DataContext, ImageDataset, load_dataset
+from ood_bench.data.base import holdout_split
+from ood_bench.engine.artifact_store import ArtifactStore, attach
+from ood_bench.methods.artifacts import ArtifactUse
 from ood_bench.data.registry import looks_like_path
 from ood_bench.methods.base import MethodConfig, OODMethod, RunContext
 from ood_bench.methods.training import fixed_threads, resumed_seconds
 
-DEFAULT_BATCH = 128
 
 
 @dataclass
@@ -56,19 +59,9 @@ class PreparedRun:
     id_test: ImageDataset | None
     oods: dict[str, ImageDataset]
     groups: dict[str, str]
-
-
-def seed_everything(seed: int, salt: str) -> None:
-    """Seed the global RNGs (weight initialisation, dropout) from the run seed and the method
-    name, so a method's results do not depend on which methods ran before it in the process."""
-    import random
-
-    import torch
-
-    s = int(digest({"seed": seed, "salt": salt}, 8), 16)
-    random.seed(s)
-    np.random.seed(s % 2**32)
-    torch.manual_seed(s)
+    # seed -> (ID train minus the validation hold-out, the hold-out or None): see holdout_split;
+    # a message instead where the fraction cannot split the set (an error only if a method needs it)
+    splits: dict[int, tuple[ImageDataset, ImageDataset | None] | str] = field(default_factory=dict)
 
 
 def display_name(name: str) -> str:
@@ -131,7 +124,15 @@ def prepare(cfg: RunConfig) -> PreparedRun:
             label = name
         prep.oods[label] = load_dataset(name, "test", ctx).take(cfg.limit)
         prep.groups[label] = cfg.ood_groups.get(name, "ood")
+    for seed in cfg.seeds:
+        try:
+            prep.splits[seed] = holdout_split(prep.id_train, cfg.validation, seed)
+        except ValueError as e:
+            prep.splits[seed] = f"--validation {cfg.validation}: {e}; choose another fraction or a larger --train-limit"
     for key, (cls, _) in prep.methods.items():
+        if cls.needs_validation and cfg.validation == 0:
+            raise ConfigError(f"{key} calibrates on a validation hold-out, but --validation is 0; "
+                              f"give a fraction such as 0.05 or drop {key}")
         if cls.needs_labels and not prep.id_train.has_labels:
             raise ConfigError(
                 f"{key} needs class labels, but the ID set {cfg.id} is unlabelled; use a labelled ID set "
@@ -148,6 +149,7 @@ class Runner:
         self.cache = cache
         self.examples_dir = examples_dir
         self.results: list[MethodResult] = []
+        self.artifacts = ArtifactStore(cache, numerics_key(prep.cfg.precision, prep.cfg.compile, prep.device))
 
     def run(self) -> list[MethodResult]:
         p = self.prep
@@ -159,24 +161,38 @@ class Runner:
     # ------------------------------------------------------------------------------------
     def run_method(self, key: str, cls: type[OODMethod], mcfg: MethodConfig, seed: int) -> MethodResult:
         p = self.prep
-        batch_size = p.cfg.batch_size or getattr(cls, "default_batch_size", DEFAULT_BATCH)
+        batch_size = p.cfg.batch_size or cls.default_batch_size
         family = cls.fit_family or key  # methods of one family share the fitted model
         numerics = numerics_key(p.cfg.precision, p.cfg.compile, p.device)  # {} on a CPU by default
-        fit_key = digest({"method": family, "version": cls.version, "fit": mcfg.stage_dict("fit"),
-                          "train": p.id_train.fingerprint(), "seed": seed, **numerics})
-        ctx = RunContext(device=p.device, seed=seed, batch_size=batch_size, workers=p.cfg.workers, compile=p.cfg.compile,
-                         work_dir=self.cache.work_dir(family, fit_key))
+        ctx = RunContext(device=p.device, seed=seed, batch_size=batch_size, workers=p.cfg.workers, compile=p.cfg.compile)
         method = cls(mcfg, ctx)
-        fit_seconds, fit_peak, fit_cached, report = self._fit(method, family, fit_key)
+        train, uses = self.attach(method, key, seed)
+        fit_key = digest({"method": family, "version": cls.version, "fit": mcfg.stage_dict("fit"),
+                          "train": train.fingerprint(), "seed": seed, **numerics,
+                          **({"artifacts": {u.name: u.key for u in uses}} if uses else {}),
+                          **({"validation": method.validation.fingerprint()} if cls.needs_validation else {})})
+        ctx.work_dir = self.cache.work_dir(family, fit_key)
+        fit_seconds, fit_peak, fit_cached, report = self._fit(method, family, fit_key, train)
+        fit_seconds += sum(u.seconds for u in uses if u.status != "shared")
         score_base = {"fit": fit_key, "score": mcfg.stage_dict("score"), "batch": batch_size,
                       "device": p.device.type, "seed": seed, **numerics}
         id_scores = self._score(method, key, fit_key, score_base, p.id_test, "id", "id", display_name(p.cfg.id))
         oods = [self._score(method, key, fit_key, score_base, ds, "ood", p.groups[name], name)
                 for name, ds in p.oods.items()]
         return MethodResult(key, seed, mcfg.to_dict(), fit_key, fit_seconds, fit_peak, fit_cached,
-                            report, method.cost(), method.budget(), id_scores, oods)
+                            report, method.cost(), method.budget(), id_scores, oods, uses)
 
-    def _fit(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict]:
+    def attach(self, method: OODMethod, key: str, seed: int) -> tuple[ImageDataset, list[ArtifactUse]]:
+        """Give ``method`` its artifacts and hold-out (:func:`~ood_bench.engine.artifact_store.attach`)
+        for ``seed``; returns the set ``fit()`` trains on and the artifact uses."""
+        split = self.prep.splits[seed]
+        if isinstance(split, str):
+            if type(method).needs_validation or any(r.data == "fit" for r in method.requires().values()):
+                raise ConfigError(f"{key}: {split}")
+            split = (self.prep.id_train, None)
+        return attach(self.artifacts, method, key, self.prep.id_train, *split)
+
+    def _fit(self, method: OODMethod, key: str, fit_key: str, train: ImageDataset) -> tuple[float, float, bool, dict]:
         # Runs sharing the cache fit each model once: the first takes the lock and trains, the
         # others wait, then find the model cached and load it. Within one torchrun job only rank
         # 0 takes it: the others train with rank 0 (DDP), so they must not wait on its lock.
@@ -184,9 +200,9 @@ class Runner:
                           on_wait=lambda: log(f"{key}: another process is fitting this model; waiting for it"))
                 if dist.is_main() else contextlib.nullcontext())
         with lock:
-            return self._fit_locked(method, key, fit_key)
+            return self._fit_locked(method, key, fit_key, train)
 
-    def _fit_locked(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict]:
+    def _fit_locked(self, method: OODMethod, key: str, fit_key: str, train: ImageDataset) -> tuple[float, float, bool, dict]:
         model_dir = self.cache.model_dir(key, fit_key)
         # rank 0 decides (validating, and healing, the cached model); every rank follows it
         cached = self._load_cached(method, key, fit_key) if dist.is_main() and self.cache.has_model(key, fit_key) else None
@@ -197,14 +213,14 @@ class Runner:
             shutil.rmtree(work, ignore_errors=True)  # --no-cache: no finished parts either
             work.mkdir(parents=True)
         dist.barrier()
-        log(f"{key}: fitting on {self.prep.id_train.describe()}")
+        log(f"{key}: fitting on {train.describe()}")
         seed_everything(method.ctx.seed, key)
         with PeakMemory(method.device) as mem:
             t0 = time.perf_counter()
             # the whole fit, not only the training loops, at fixed threads: statistics computed
             # before training (e.g. the classifier's input normalisation) are reductions too
             with fixed_threads(method.device):
-                method.fit(self.prep.id_train)
+                method.fit(train)
             synchronize(method.device)
             # earlier, interrupted segments of this fit count too (their checkpoints were reused)
             seconds = time.perf_counter() - t0 + resumed_seconds(work)

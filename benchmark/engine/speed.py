@@ -156,7 +156,7 @@ def _time_budget(prep: PreparedRun, key: str, cls: type[OODMethod], cfg: MethodC
                  steps: int | None, s: SpeedSetup) -> Point:
     c = apply_budget(cls, key, cfg, steps, None) if steps else cfg
     n = s.images or (len(s.data) if s.data is not None else 8)
-    bs = min(n, s.batch_size or getattr(cls, "default_batch_size", 128))
+    bs = min(n, s.batch_size or cls.default_batch_size)
     m = cls(c, RunContext(device=prep.device, batch_size=bs, workers=s.workers, compile=s.compile,
                           compile_backend=s.compile_backend))
     seed_everything(0, key)

@@ -31,7 +31,9 @@ from ood_bench.utils.device import autocast
 from ood_bench.utils.errors import UserError
 from ood_bench.data.base import ImageDataset
 from ood_bench.data.loading import DeviceBatches
+from ood_bench.methods.artifacts import ArtifactRequest
 from ood_bench.methods.base import BatchOutput
+from ood_bench.methods.ddpm import DDPMArtifact, ddpm_request
 from ood_bench.methods.ddpm_ood.config import DDPMOODConfig
 from ood_bench.methods.ddpm_ood.plms import chain_evaluations, reconstruct
 from ood_bench.methods.ddpm_ood.zscores import ZStats, key
@@ -101,10 +103,8 @@ class DDPMOOD(PixelDiffusionMethod):
         if config.unet:  # downloads a hub repo now, so a missing model fails before any work
             load_unet(config.unet, config.image_size, config.channels)
 
-    def requires(self) -> dict:
-        from ood_bench.methods.ddpm import ddpm_request  # the shared ID DDPM (artifact "ddpm-unet")
-
-        return {"ddpm": ddpm_request(self.config)}
+    def requires(self) -> dict[str, ArtifactRequest]:
+        return {"ddpm": ddpm_request(self.config)}  # the shared ID DDPM, trained on ID train minus the hold-out
 
     # ------------------------------------------------------------------ fit
     def fit(self, train_set: ImageDataset) -> None:
@@ -114,7 +114,7 @@ class DDPMOOD(PixelDiffusionMethod):
         self.stats_options = self.current_stats_options()
 
     def take_ddpm(self) -> None:
-        ddpm = self.artifacts["ddpm"]
+        ddpm: DDPMArtifact = self.artifacts["ddpm"]
         self.unet, self.scheduler = ddpm.unet, ddpm.scheduler
 
     def current_stats_options(self) -> dict:
@@ -123,7 +123,7 @@ class DDPMOOD(PixelDiffusionMethod):
     def validation_stats(self) -> ZStats:
         """Mean and ddof-1 std of every (metric, start) distance over the ID validation images,
         drawn as scoring draws (per-batch seeds of the validation set)."""
-        val = getattr(self, "validation", None)
+        val = self.validation
         if val is None or len(val) < 2:
             raise UserError("ddpm-ood needs an ID validation hold-out of ≥ 2 images for its z-scores; "
                             "set the run option validation (a fraction of ID train, e.g. 0.05)")
@@ -195,7 +195,7 @@ class DDPMOOD(PixelDiffusionMethod):
         """The statistics for the current score options: the fitted ones, or re-measured on the
         validation images when score options they depend on changed since ``fit``."""
         if self.stats is None or self.stats_options != self.current_stats_options():
-            if getattr(self, "validation", None) is None:
+            if self.validation is None:
                 raise UserError("ddpm-ood: the cached z-statistics were measured with other score options "
                                 f"({self.stats_options}); the ID validation hold-out is needed to re-measure them")
             self.log("score options changed since fit: re-measuring the z-statistics on the validation images")
@@ -236,5 +236,14 @@ class DDPMOOD(PixelDiffusionMethod):
                 out[m] = n
         return out
 
+    def build_untrained(self, num_classes: int) -> None:
+        """An untrained UNet and unit z-statistics (``ood-bench speed``: timings only)."""
+        super().build_untrained(num_classes)
+        names = [key(m, s) for m in self.config.metrics for s in self.config.starts()]
+        self.stats = ZStats(dict.fromkeys(names, 0.0), dict.fromkeys(names, 1.0), 0)
+        self.stats_options = self.current_stats_options()
+
     def fit_report(self) -> dict[str, float]:
-        return {"validation_images": float(self.stats.count)} if self.stats else {}
+        ddpm = self.artifacts.get("ddpm")
+        out = ddpm.fit_report() if ddpm is not None else {}
+        return {**out, "validation_images": float(self.stats.count)} if self.stats else out

@@ -1,10 +1,13 @@
 """LMD — Lift, Map, Detect (Liu et al., ICML 2023): OOD detection by diffusion inpainting.
 
-Fit: train a DDPM (diffusers ``UNet2DModel`` + ``DDPMScheduler``, linear betas 1e-4..0.02,
-T = 1000, ε-prediction, ``clip_sample=False``) on the ID training images in ``[-1, 1]`` —
-AdamW (wd 0, i.e. Adam), lr 2e-4, warmup, gradient clipping 1, EMA 0.9999, horizontal flips — or
-load a pretrained diffusers UNet by name (``unet``: a folder or a hub repo id such as
-``google/ddpm-cifar10-32``, Ho et al.'s 35.7 M CIFAR-10 DDPM, the paper-size model).
+Fit: nothing of its own. LMD uses the run's shared ID DDPM (artifact ``"ddpm-unet"``,
+:mod:`ood_bench.methods.ddpm`): a diffusers ``UNet2DModel`` + ``DDPMScheduler`` (linear betas
+1e-4..0.02, T = 1000, ε-prediction, ``clip_sample=False``) trained on the ID training images in
+``[-1, 1]`` — AdamW (wd 0, i.e. Adam), lr 2e-4, warmup, gradient clipping 1, EMA 0.9999,
+horizontal flips — or a pretrained diffusers UNet by name (``unet``: a folder or a hub repo id
+such as ``google/ddpm-cifar10-32``, Ho et al.'s 35.7 M CIFAR-10 DDPM, the paper-size model).
+Like every user of the shared DDPM it trains on the ID train split minus the run's validation
+hold-out (``--validation``, default 5 %): a recipe change from version 1, which used all of it.
 
 Score, per image: ``reps`` masks (:mod:`ood_bench.methods.lmd.masks`, default alternating checkerboards),
 all repetitions inpainted as one batch (:mod:`ood_bench.methods.lmd.inpaint`), a distance between the image
@@ -32,13 +35,14 @@ from diffusers import DDPMScheduler
 
 from ood_bench.methods.registry import register_method
 from ood_bench.data.base import ImageDataset
-from ood_bench.data.loading import materialize
+from ood_bench.methods.artifacts import ArtifactRequest
 from ood_bench.methods.base import BatchOutput
+from ood_bench.methods.ddpm import DDPMArtifact, ddpm_request
 from ood_bench.methods.lmd.config import LMDConfig
 from ood_bench.methods.lmd.distances import DISTANCE_TYPES, Distance, build_distance, check_lpips_weights
 from ood_bench.methods.lmd.inpaint import inpaint, sampler
 from ood_bench.methods.lmd.masks import make_masks
-from ood_bench.methods.unet import PixelDiffusionMethod, load_unet, train_unet
+from ood_bench.methods.unet import PixelDiffusionMethod, load_unet
 
 
 @register_method("lmd")
@@ -50,13 +54,16 @@ class LMD(PixelDiffusionMethod):
 
     config_cls = LMDConfig
     needs_labels = False
-    version = "1"
+    version = "2"  # 2: the UNet is the shared ID DDPM, trained without the validation hold-out
     config: LMDConfig
+    cost_knobs = {"steps": (10, 20, 50, 100, 250, 1000), "reps": (2, 4, 10)}
 
     def __init__(self, config: LMDConfig, ctx) -> None:
         super().__init__(config, ctx)
         self._distances: dict[str, Distance] | None = None
-        self.losses: list[float] = []
+
+    def requires(self) -> dict[str, ArtifactRequest]:
+        return {"ddpm": ddpm_request(self.config)}
 
     @classmethod
     def with_budget(cls, config: LMDConfig, steps: int | None, reps: int | None) -> LMDConfig:
@@ -74,14 +81,12 @@ class LMD(PixelDiffusionMethod):
 
     # ------------------------------------------------------------------ fit
     def fit(self, train_set: ImageDataset) -> None:
-        c = self.config
-        if c.unet:
-            self.unet = self.load_pretrained_unet().to(self.device).eval()
-            return
-        x, _ = materialize(train_set, self.transform, 1024, self.ctx.workers)
-        res = train_unet(c, x, self.device, self.ctx.seed, self.ctx.work_dir, desc="lmd UNet",
-                         compile=self.training_compile())
-        self.unet, self.losses = res.model, res.epoch_losses
+        self.use_ddpm()
+
+    def use_ddpm(self) -> None:
+        """Take the shared ID DDPM's UNet and schedule (the engine filled ``self.artifacts``)."""
+        ddpm: DDPMArtifact = self.artifacts["ddpm"]
+        self.unet, self.scheduler = ddpm.unet, ddpm.scheduler
 
     # ------------------------------------------------------------------ score
     def distances(self) -> dict[str, Distance]:
@@ -116,10 +121,11 @@ class LMD(PixelDiffusionMethod):
 
     # ------------------------------------------------------------------ state, cost
     def save(self, directory: Path) -> None:
-        self.save_diffusion(directory)  # diffusers folders, reusable as lmd.unet=<directory>
+        """Nothing of its own: the UNet is the shared artifact (its folder, with diffusers
+        ``unet/`` and ``scheduler/``, is reusable as ``lmd.unet=<folder>``)."""
 
     def load(self, directory: Path) -> None:
-        self.load_diffusion(directory)
+        self.use_ddpm()
 
     def cost(self) -> dict[str, float]:
         c = self.config
@@ -131,4 +137,5 @@ class LMD(PixelDiffusionMethod):
         return out
 
     def fit_report(self) -> dict[str, float]:
-        return {"final_train_loss": self.losses[-1]} if self.losses else {}
+        ddpm = self.artifacts.get("ddpm")
+        return ddpm.fit_report() if ddpm is not None else {}
