@@ -250,3 +250,42 @@ def test_missing_lpips_weights_is_the_one_line_error(monkeypatch, tmp_path):
         DDPMOOD.preflight(DDPMOODConfig())  # the paper's metrics include LPIPS
     DDPMOOD.preflight(DDPMOODConfig(metrics=("mse",)))  # MSE only runs offline
     DDPMOOD.preflight(DDPMOODConfig(metrics=("mse", "features")))
+
+
+# ------------------------------------------------------------------------ end to end
+UNET_SET = ["image_size=8", "channels=1", "base_channels=16", "channel_mult=[1,2]", "layers_per_block=1",
+            "attention_resolutions=[]", "norm_groups=8", "dropout=0.0", "epochs=1", "train_batch_size=32",
+            "warmup_steps=2", "hflip=false"]
+
+
+def test_cli_end_to_end_shares_lmds_ddpm(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    from ood_bench.cli import main
+
+    sets = ([f"lmd.{o}" for o in UNET_SET] + ["lmd.reps=2", "lmd.steps=2", "lmd.mask_blocks=4", "lmd.distances=[mse]",
+            "lmd.score=mse"] + [f"ddpm-ood.{o}" for o in UNET_SET]
+            + ["ddpm-ood.metrics=[mse]", "ddpm-ood.inference_steps=10", "ddpm-ood.start_skip=3",
+               "ddpm-ood.grid_offset=1"])
+    argv = ["run", "--method", "lmd", "ddpm-ood", "--id", "digits", "--ood", "noise", "--device", "cpu",
+            "--limit", "12", "--train-limit", "80", "--validation", "0.1", "--quiet", "--bootstrap", "0",
+            "--cache-dir", str(tmp_path / "cache"), "--set", *sets]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    (entry,) = man["artifacts"].values()  # one ID DDPM for both methods
+    assert entry["kind"] == "ddpm-unet" and [u["status"] for u in entry["uses"]] == ["trained", "shared"]
+    assert man["validation"]["seeds"]["0"]["n"] == 8
+    scores = pd.read_csv(tmp_path / "run" / "scores.csv")
+    ours = scores[scores["method"] == "ddpm-ood"]
+    assert len(ours) == 24 and {"z", "z_mse", "mse@1", "mse@301", "mse@601", "mse@901"} <= set(ours.columns)
+    assert ours[["z", "mse@901"]].notna().all().all()
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert (metrics[metrics["method"] == "ddpm-ood"]["nfe"] == 2 + 5 + 8 + 11).all()
+    # again: DDPM and statistics from the cache, the same scores
+    assert main([*argv, "--out", str(tmp_path / "run2")]) == 0
+    again = pd.read_csv(tmp_path / "run2" / "scores.csv")
+    pd.testing.assert_series_equal(again[again["method"] == "ddpm-ood"]["z"], ours["z"])
+    man2 = json.loads((tmp_path / "run2" / "manifest.json").read_text())
+    assert [u["status"] for u in next(iter(man2["artifacts"].values()))["uses"]] == ["loaded", "shared"]

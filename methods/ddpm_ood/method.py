@@ -69,6 +69,7 @@ class DDPMOOD(PixelDiffusionMethod):
     config_cls = DDPMOODConfig
     needs_labels = False
     needs_validation = True
+    default_batch_size = 128  # 7 chains per batch: larger batches keep the device busy
     version = "1"
     cost_knobs = {"inference_steps": (25, 50, 100, 200), "start_skip": (48, 32, 16, 8)}
     config: DDPMOODConfig
@@ -129,7 +130,11 @@ class DDPMOOD(PixelDiffusionMethod):
                             "set the run option validation (a fraction of ID train, e.g. 0.05)")
         self.log(f"z-statistics from {len(val)} ID validation images ({len(self.config.starts())} starts, "
                  f"metrics {', '.join(self.config.metrics)})")
+        if "features" in self.config.metrics:
+            self.log("metric `features` is the offline deep-feature distance (Lite0 multi-layer cosine) standing in "
+                     "for the paper's LPIPS; its scores are named features@<start>, z_features")
         self.prepare_inference()
+        kept = self._first_batch  # the example pictures show the scored set, not the hold-out
         fp, offset = val.batch_origin()
         gen = torch.Generator(device=self.device)
         parts: dict[str, list[torch.Tensor]] = {}
@@ -138,6 +143,7 @@ class DDPMOOD(PixelDiffusionMethod):
             with torch.no_grad():
                 for k, v in self.distances(x, gen).items():
                     parts.setdefault(k, []).append(v.detach())
+        self._first_batch = kept
         return ZStats.fit({k: torch.cat(v).double().cpu().numpy() for k, v in parts.items()})
 
     # ------------------------------------------------------------------ score
