@@ -289,3 +289,24 @@ def test_cli_end_to_end_shares_lmds_ddpm(tmp_path, capsys):
     pd.testing.assert_series_equal(again[again["method"] == "ddpm-ood"]["z"], ours["z"])
     man2 = json.loads((tmp_path / "run2" / "manifest.json").read_text())
     assert [u["status"] for u in next(iter(man2["artifacts"].values()))["uses"]] == ["loaded", "shared"]
+
+
+def test_compiled_unet_gives_the_same_reconstructions_with_one_graph():
+    """The fast path (torch.compile; aot_eager on a CPU): the UNet gets its level as a tensor, so
+    every level and start of the chains runs one traced graph."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from ood_bench.utils.device import prepare_network
+
+    plain = tiny_unet()
+    fast = tiny_unet()
+    prepare_network(fast, torch.device("cpu"), compile=True, backend="aot_eager")
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    a = with_unet(method(inference_steps=10, start_skip=3), plain).reconstructions(x, torch.Generator().manual_seed(3))
+    torch._dynamo.reset()
+    counters.clear()
+    b = with_unet(method(inference_steps=10, start_skip=3), fast).reconstructions(x, torch.Generator().manual_seed(3))
+    assert counters["stats"]["unique_graphs"] == 1
+    for s in a:
+        torch.testing.assert_close(b[s], a[s], rtol=1e-5, atol=1e-5)
