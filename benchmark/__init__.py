@@ -11,7 +11,7 @@ Layers, lowest first; a layer imports only those below it:
 - :mod:`ood_bench.utils`      errors, atomic writes, progress/logging, device, registry base;
 - :mod:`ood_bench.data`       datasets and their registry;
 - :mod:`ood_bench.methods`    the detector contract, the method registry, every method;
-- :mod:`ood_bench.results`    result types of a run;
+- :mod:`ood_bench.outcomes`    result types of a run;
 - :mod:`ood_bench.engine`     run configuration, cache, runner, speed measurements, manifest;
 - :mod:`ood_bench.reporting`  metrics, tables, leaderboard, statistics, plots, HTML, run folders;
 - :mod:`ood_bench.plugins`, :mod:`ood_bench.api`, :mod:`ood_bench.cli`.
@@ -37,7 +37,10 @@ _EXPORTS = {
     "register_method": "ood_bench.methods.registry",
     "register_dataset": "ood_bench.data.registry", "ImageDataset": "ood_bench.data.base",
     "ArrayDataset": "ood_bench.data.base", "ImageTransform": "ood_bench.data.transforms",
-    "load_plugin": "ood_bench.plugins",
+    "load_plugin": "ood_bench.plugins", "load_method": "ood_bench.api",
+    "auroc": "ood_bench.reporting.metrics", "fpr95": "ood_bench.reporting.metrics",
+    "fpr95_oodpos": "ood_bench.reporting.metrics", "aupr_in": "ood_bench.reporting.metrics",
+    "aupr_out": "ood_bench.reporting.metrics", "all_metrics": "ood_bench.reporting.metrics",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]
 

@@ -30,11 +30,11 @@ from ood_bench.data.base import ImageDataset
 from ood_bench.data.registry import DataContext
 from ood_bench.data.registry import load_dataset as _load_dataset
 from ood_bench.engine.cache import Cache
-from ood_bench.engine.distributed import describe as describe_distributed
-from ood_bench.engine.config import RunConfig, apply_mapping, build_dataclass, find_preset, load_yaml
+from ood_bench.engine.process_group import describe as describe_distributed
+from ood_bench.engine.config import DEFAULT_PRESET, RunConfig, apply_mapping, find_preset, load_yaml
 from ood_bench.engine.manifest import finish_manifest, now_iso, start_manifest
-from ood_bench.engine.runner import Runner, display_name, prepare, seed_everything
-from ood_bench.methods.base import OODMethod, RunContext
+from ood_bench.engine.runner import Runner, display_name, method_config, method_context, prepare, seed_everything
+from ood_bench.methods.base import OODMethod
 from ood_bench.methods.registry import METHODS
 from ood_bench.plugins import load_plugins
 from ood_bench.reporting.leaderboard import Leaderboard, build_leaderboard, provenance_lines
@@ -42,14 +42,13 @@ from ood_bench.reporting.metrics import CONVENTIONS
 from ood_bench.reporting.run_folder import (MANIFEST_FILE, check_writable_dir, claim_run_dir, scores_frame,
                                             write_run)
 from ood_bench.reporting.tables import metrics_frame
-from ood_bench.results import MethodResult
+from ood_bench.outcomes import MethodResult
 from ood_bench.utils import progress as _progress
 from ood_bench.utils import distributed as dist
 from ood_bench.utils.atomic import write_json
 from ood_bench.utils.device import configure_compile, resolve_device
 from ood_bench.utils.errors import ConfigError
 
-DEFAULT_PRESET = "embedded"
 
 
 @dataclass
@@ -58,7 +57,7 @@ class RunResult:
 
     Attributes:
         config: the resolved run configuration.
-        results: one :class:`~ood_bench.results.MethodResult` per method × seed.
+        results: one :class:`~ood_bench.outcomes.MethodResult` per method × seed.
         manifest: provenance (versions, device, commit, timings), as written to ``manifest.json``.
     """
 
@@ -187,15 +186,12 @@ def create_method(name: str, *, preset: str | Path | None = None, device: str = 
         pcfg = build_config(preset)
         opts.update(pcfg.method_options.get(key, {}))
     opts.update(options)
-    mcfg = build_dataclass(cls.config_cls, opts, key)
-    cls.preflight(mcfg)
+    mcfg = method_config(cls, key, opts)
     dev = resolve_device(device)
     configure_compile(compile, dev)
-    ctx = RunContext(device=dev, seed=seed, compile=compile,
-                     batch_size=batch_size or cls.default_batch_size,
-                     workers=workers, work_dir=Path(work_dir) if work_dir is not None else None)
-    method = cls(mcfg, ctx)
-    seed_everything(seed, cls.fit_family or key)
+    method = cls(mcfg, method_context(cls, dev, seed, batch_size, workers, compile,
+                                      Path(work_dir) if work_dir is not None else None))
+    seed_everything(seed, key)
     return method
 
 
@@ -224,10 +220,69 @@ def fit_method(method: OODMethod, train: ImageDataset, *, cache_dir: str | Path 
     with tempfile.TemporaryDirectory(prefix="ood-bench-artifacts-") as tmp:
         cache = Cache(cache_dir) if cache_dir is not None else Cache(tmp, enabled=False)
         data, _ = attach(ArtifactStore(cache, numerics), method, method.name, train, fit_part, held)
-    seed_everything(method.ctx.seed, type(method).fit_family or method.name)
+    seed_everything(method.ctx.seed, method.name)
     with fixed_threads(method.device):
         method.fit(data)
     return method
+
+
+def load_method(folder: str | Path, method: str | None = None, *, seed: int | None = None, device: str = "auto",
+                batch_size: int | None = None, workers: int = 0, compile: str = "auto",
+                plugins: Iterable[str] = ()) -> OODMethod:
+    """A fitted method, ready for ``score`` / ``embed`` / ``logits``, without fitting anything.
+
+    Args:
+        folder: a run folder (``--out``: its manifest names each method's cached model) — then
+            ``method`` (and ``seed``, default the run's first) pick one — or a cached model folder
+            (``<cache>/<method>/<fit_key>/model``, or ``<cache>/<method>/<fit_key>``).
+        device, batch_size, workers, compile: as for :func:`create_method`.
+
+    The model folder's ``fit.json`` names the method, its options, seed and shared artifacts;
+    those are loaded from their cache folders, then the method's own state.
+
+    Raises:
+        UserError: not a run or model folder, no such method/seed in the run, or a cache folder
+            that is gone (re-run the run's command to rebuild it).
+    """
+    import json
+
+    from ood_bench.methods.artifacts import ARTIFACTS
+    from ood_bench.utils.errors import UserError
+
+    load_plugins(list(plugins))
+    folder = Path(folder).expanduser()
+    if (folder / MANIFEST_FILE).is_file():
+        timings = json.loads((folder / MANIFEST_FILE).read_text()).get("timings") or {}
+        runs = {k: v for k, v in timings.items()
+                if (method is None or k.split("/seed")[0] == METHODS.canonical(method))
+                and (seed is None or k.endswith(f"/seed{seed}"))}
+        names = sorted({k.split("/seed")[0] for k in runs})
+        if len(names) != 1 or "model" not in next(iter(runs.values())):
+            raise UserError(f"{folder}: name one method of the run ({', '.join(sorted({k.split('/seed')[0] for k in timings})) or 'none'})"
+                            + (f" with seed {seed}" if seed is not None else "") + ", e.g. load_method(folder, 'knn')")
+        model_dir = Path(next(iter(runs.values()))["model"])
+    else:
+        model_dir = folder if (folder / "fit.json").is_file() else folder / "model"
+    meta_file = model_dir / "fit.json"
+    if not meta_file.is_file():
+        raise UserError(f"{model_dir} holds no fitted model (no fit.json); give a run folder or a cached model folder, "
+                        f"or re-run the run's command to rebuild its cache")
+    meta = json.loads(meta_file.read_text())
+    if "method" not in meta:
+        raise UserError(f"{meta_file} was written by an older ood-bench (no method recorded); re-run with --no-cache")
+    key = METHODS.canonical(meta["method"])
+    cls = METHODS.get(key)
+    dev = resolve_device(device)
+    configure_compile(compile, dev)
+    m = cls(method_config(cls, key, meta["config"]),
+            method_context(cls, dev, meta["seed"], batch_size, workers, compile))
+    for name, request in m.requires().items():
+        where = Path(meta["artifacts"][name]["folder"])
+        if not where.is_dir():
+            raise UserError(f"the {request.kind} artifact of {key} is gone from {where}; re-run the run's command to rebuild it")
+        m.artifacts[name] = ARTIFACTS.get(request.kind).load(dict(request.recipe), where, m.ctx)
+    m.load(model_dir)
+    return m
 
 
 def load_dataset(name: str, split: str = "test", *, data_root: str | Path = "~/data", download: bool = False,

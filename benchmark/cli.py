@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 from ood_bench.utils.errors import ConfigError, UserError
-
-DEFAULT_PRESET = "embedded"
-FORMATS = ("csv", "latex", "md", "json")  # as ood_bench.reporting.leaderboard.FORMATS (imported lazily)
+from ood_bench.engine.config import DEFAULT_PRESET
+from ood_bench.reporting.formats import FORMATS
 
 
 def _common() -> argparse.ArgumentParser:

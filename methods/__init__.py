@@ -8,7 +8,9 @@ Methods of other packages register through entry points or ``--plugin``
 from ood_bench.methods.base import BatchOutput, MethodConfig, OODMethod, RunContext, ScoreBatch, fit_option, score_option
 from ood_bench.methods.registry import METHODS, register_method
 from ood_bench.methods.artifacts import ARTIFACTS, Artifact, ArtifactRequest, register_artifact
-from ood_bench.methods import ddpm as _ddpm  # noqa: F401  (registers the "ddpm-unet" artifact)
+from ood_bench.methods import ddpm as _ddpm  # noqa: F401  (registers the "ddpm-unet", "cond-ddpm-unet" artifacts)
+from ood_bench.methods import feature_set as _feature_set  # noqa: F401  (registers the "features" artifact)
+from ood_bench.methods import classifier as _classifier  # noqa: F401  (registers the "classifier" artifact)
 
 from ood_bench.methods import dlsr as _dlsr  # noqa: F401  (registers "dlsr")
 from ood_bench.methods import lmd as _lmd  # noqa: F401  (registers "lmd")

@@ -101,6 +101,14 @@ class Artifact(abc.ABC):
         """Facts about the built artifact worth reporting (final loss, accuracy, ...)."""
         return {}
 
+    @classmethod
+    def training_throughput(cls, recipe: dict, device: Any, steps: tuple[int, int], compile: str | None,
+                            num_classes: int, batch_size: int | None = None) -> float | None:
+        """Training images per second of a network of ``recipe`` on random data (``ood-bench
+        speed --train``): two trainings of ``steps`` steps, at ``batch_size`` (default: the
+        recipe's). ``None``: this kind trains nothing worth timing (or is pretrained)."""
+        return None
+
 
 ARTIFACTS: Registry[type[Artifact]] = Registry("artifact kind")
 

@@ -25,11 +25,13 @@ import torch
 from torch import nn
 
 from ood_bench.utils.device import compile_backend, compile_enabled, prepare_network, synchronize
+from ood_bench.utils.errors import UserError
 from ood_bench.utils.progress import log, progress
 from ood_bench.data.base import ImageDataset
 from ood_bench.data.loading import DeviceBatches
 from ood_bench.data.transforms import ImageTransform
 from ood_bench.methods.artifacts import Artifact, ArtifactRequest
+from ood_bench.methods.pretrained import Weights
 
 
 # ------------------------------------------------------------------------ config helpers
@@ -124,6 +126,15 @@ class RunContext:
     compile_backend: str = "inductor"
 
 
+class Artifacts(dict):
+    """``name → Artifact`` of a method; a missing one says how a method gets its artifacts."""
+
+    def __missing__(self, name: str):
+        raise UserError(f"artifact {name!r} is missing: the engine hands a method its shared artifacts before "
+                        f"fit() and load(); outside a run, fit with ood_bench.fit_method(method, train) or load "
+                        f"a fitted one with ood_bench.load_method(folder)")
+
+
 # ------------------------------------------------------------------------ the base class
 class OODMethod(abc.ABC):
     """A detector. Subclasses set ``config_cls`` and implement the abstract methods.
@@ -133,9 +144,6 @@ class OODMethod(abc.ABC):
         config_cls: the config dataclass.
         needs_labels: ``True`` when ``fit`` needs a labelled ID training set.
         version: bump when a change alters results, so cached models/scores are not reused.
-        fit_family: methods that fit the very same model from the same fit options (``msp`` and
-            ``energy``: one classifier) name one family; the runner then fits it once and caches
-            it under the family's name. Empty: the method's own name.
         needs_validation: ``True``: the engine sets :attr:`validation` (the run's ID validation
             hold-out, ``validation`` run option) before ``fit()``.
         default_batch_size: scoring batch size when the run does not set one.
@@ -157,7 +165,6 @@ class OODMethod(abc.ABC):
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
     needs_labels: ClassVar[bool] = False
     version: ClassVar[str] = "1"
-    fit_family: ClassVar[str] = ""
     needs_validation: ClassVar[bool] = False
     default_batch_size: ClassVar[int] = 128
     cost_knobs: ClassVar[dict[str, tuple]] = {}  # score options trading accuracy for cost: option -> default ladder
@@ -168,7 +175,7 @@ class OODMethod(abc.ABC):
         self.device = ctx.device
         self.image_transform: ImageTransform | None = None
         self._inference_ready = False  # prepare_inference has run
-        self.artifacts: dict[str, Artifact] = {}
+        self.artifacts: dict[str, Artifact] = Artifacts()
         self.validation: ImageDataset | None = None
 
     # -- what the method needs ---------------------------------------------------------
@@ -218,6 +225,12 @@ class OODMethod(abc.ABC):
         return {}
 
     @classmethod
+    def required_weights(cls, config: MethodConfig) -> list[Weights]:
+        """The downloadable weights ``config`` needs (``ood-bench fetch``, ``--download``):
+        known files by name, pretrained models by Hugging Face repo id. Default: none."""
+        return []
+
+    @classmethod
     def preflight(cls, config: MethodConfig) -> None:
         """Cheap checks run before any work (weights on disk, files exist); raise a
         :class:`~ood_bench.utils.errors.UserError` naming the problem and the fix."""
@@ -240,7 +253,27 @@ class OODMethod(abc.ABC):
         Returns ``False`` when the method has nothing to show."""
         return False
 
+    def embed(self, data: ImageDataset) -> torch.Tensor:
+        """The representation the method's score is computed from, per image of ``data`` in
+        order: ``(N, D)`` float32 on the CPU. Methods that have one override this."""
+        raise NotImplementedError(f"{self.name} has no embedding")
+
+    def logits(self, data: ImageDataset) -> torch.Tensor:
+        """Class logits ``(N, K)`` (float32, CPU, dataset order) of a method built on a classifier."""
+        raise NotImplementedError(f"{self.name} has no classifier logits")
+
     # -- provided -------------------------------------------------------------------------
+    def map_batches(self, data: ImageDataset, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``fn`` over ``data`` in scoring batches (images as :meth:`score` sees them, on the
+        device, no gradients), concatenated in dataset order: float32 on the CPU."""
+        self.prepare_inference()
+        out = []
+        batches = DeviceBatches(data, self.loader_transform(), self.ctx.batch_size, self.device, self.ctx.workers)
+        with torch.no_grad():
+            for x, _, _ in batches:
+                out.append(fn(x).float())
+        return torch.cat(out).cpu()
+
     def score(self, data: ImageDataset, desc: str | None = None) -> ScoreBatch:
         """Score every image of ``data`` in order, in batches of ``ctx.batch_size``.
 

@@ -30,7 +30,7 @@ from ood_bench.data.transforms import ImageTransform
 from ood_bench.methods.artifacts import Artifact, ArtifactRequest, register_artifact
 from ood_bench.methods.base import RunContext
 from ood_bench.methods.pretrained import load_pretrained_scheduler
-from ood_bench.methods.unet import PixelDiffusionConfig, load_unet, train_unet
+from ood_bench.methods.unet import PixelDiffusionConfig, load_unet, train_unet, unet_training_throughput
 
 # The name that seeds the UNet's initial weights (train_unet's seed name). It is LMD's, the
 # first method that trained this network, so LMD's UNet starts from the weights it always did.
@@ -112,3 +112,75 @@ class DDPMArtifact(Artifact):
 
     def fit_report(self) -> dict[str, float]:
         return {"final_train_loss": self.losses[-1]} if self.losses else {}
+
+    @classmethod
+    def training_throughput(cls, recipe: dict, device, steps: tuple[int, int], compile: str | None,
+                            num_classes: int, batch_size: int | None = None) -> float | None:
+        c = recipe_config(recipe)
+        if c.unet:
+            return None  # pretrained: nothing is trained
+        if batch_size:
+            c = dataclasses.replace(c, train_batch_size=batch_size)
+        return unet_training_throughput(c, device, steps, compile, *cls._conditioning(recipe, num_classes))
+
+    @staticmethod
+    def _conditioning(recipe: dict, num_classes: int) -> tuple[int | None, float]:
+        return None, 0.0
+
+
+# ------------------------------------------------------------------ class-conditional
+def cond_ddpm_request(config: PixelDiffusionConfig, label_dropout: float) -> ArtifactRequest:
+    """The request for a class-conditional ID DDPM (kind ``"cond-ddpm-unet"``): ``config``'s UNet
+    recipe plus ``label_dropout``, trained on the whole labelled ID train split (DiffOOD's)."""
+    return ArtifactRequest("cond-ddpm-unet", {**ddpm_recipe(config), "label_dropout": label_dropout}, data="train")
+
+
+@register_artifact("cond-ddpm-unet")
+class ConditionalDDPMArtifact(DDPMArtifact):
+    """A class-conditional ε-prediction ``UNet2DModel``: ``num_class_embeds = num_classes + 1``
+    (index ``num_classes`` = the null class, trained with probability ``label_dropout``), for
+    classifier-free guidance. Attributes as :class:`DDPMArtifact`, plus ``num_classes``."""
+
+    version = "1"
+    SEED_NAME = "diffood UNet"  # DiffOOD's, which trained it first: its initial weights stay
+
+    def __init__(self, unet: UNet2DModel, scheduler: DDPMScheduler, num_classes: int,
+                 losses: list[float] | None = None) -> None:
+        super().__init__(unet, scheduler, losses)
+        self.num_classes = num_classes
+
+    @classmethod
+    def build(cls, recipe: dict, train: ImageDataset, ctx: RunContext) -> "ConditionalDDPMArtifact":
+        c = recipe_config(recipe)
+        if not train.has_labels:
+            raise ConfigError(f"a class-conditional UNet needs class labels, but {train.name} is unlabelled")
+        n = int(train.num_classes)
+        if c.unet:
+            unet, sched = pretrained_ddpm(c)
+            if unet.config.num_class_embeds != n + 1:
+                raise ConfigError(f"UNet {c.unet} has {unet.config.num_class_embeds} class embeddings; "
+                                  f"{n + 1} are needed ({n} classes + null)")
+            log(f"class-conditional UNet: using the pretrained UNet {c.unet} (no training)")
+            return cls(unet.to(ctx.device).eval(), sched, n)
+        x, y = materialize(train, ImageTransform(c.image_size, c.channels), 1024, ctx.workers)
+        res = train_unet(c, x, ctx.device, ctx.seed, ctx.work_dir, desc="diffood UNet", labels=y, num_classes=n,
+                         label_dropout=recipe["label_dropout"], seed_name=cls.SEED_NAME,
+                         compile=compile_backend(ctx.compile, ctx.device, ctx.compile_backend))
+        return cls(res.model.eval(), c.scheduler(), n, res.epoch_losses)
+
+    def save(self, directory: Path) -> None:
+        super().save(directory)
+        (directory / "classes.json").write_text(json.dumps({"num_classes": self.num_classes}))
+
+    @classmethod
+    def load(cls, recipe: dict, directory: Path, ctx: RunContext) -> "ConditionalDDPMArtifact":
+        base = DDPMArtifact.load(recipe, directory, ctx)
+        n = json.loads((directory / "classes.json").read_text())["num_classes"]
+        return cls(base.unet, base.scheduler, n, base.losses)
+
+    def fit_report(self) -> dict[str, float]:
+        return {"unet_final_loss": self.losses[-1]} if self.losses else {}
+
+    @staticmethod
+    def _conditioning(recipe: dict, num_classes: int) -> tuple[int | None, float]:
+        return num_classes, recipe["label_dropout"]

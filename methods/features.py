@@ -25,6 +25,7 @@ from ood_bench.data.base import ImageDataset
 from ood_bench.data.loading import DeviceBatches
 from ood_bench.methods.backbones import create_backbone, resolve_weights_file
 from ood_bench.methods.base import MethodConfig, fit_option
+from ood_bench.methods.pretrained import Weights
 from ood_bench.utils.device import autocast
 from ood_bench.utils.progress import progress
 
@@ -43,6 +44,10 @@ class FeatureOptions(MethodConfig):
     weights: str = fit_option("auto", "auto (known offline file / torch hub cache) | <file.pth> | timm | random")
     layers: tuple[int, ...] = fit_option((), "features_only stages to tap; empty = all of the backbone's DLSR layers")
     image_size: int = fit_option(224, "input resolution (square)")
+
+    def required_weights(self) -> list[Weights]:
+        """The backbone's weights file when it is fetched by name (``weights=auto``)."""
+        return [Weights(name=self.backbone)] if self.weights == "auto" else []
 
     def check_weights(self) -> None:
         """Raise :class:`~ood_bench.utils.errors.MissingWeightsError` when the backbone's weights are not on disk."""

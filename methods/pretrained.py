@@ -13,6 +13,7 @@ or a saved pipeline with the model in a subfolder (``unet/``) and the noise sche
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -73,3 +74,28 @@ def load_pretrained_scheduler(ref: str) -> DDPMScheduler | None:
             loaded = DDPMScheduler.from_pretrained(folder, subfolder=sub or None)
             return DDPMScheduler.from_config(loaded.config, clip_sample=False)
     return None
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A downloadable file or model a method needs (``OODMethod.required_weights``), fetched by
+    ``ood-bench fetch`` / ``--download``.
+
+    Attributes:
+        name: a known weights file by its resource name (a backbone's timm arch such as
+            ``tf_efficientnet_b4``, ``alexnet`` for LPIPS); empty for a hub model.
+        hub_repo: a Hugging Face repo id (``google/ddpm-cifar10-32``); empty for a named file.
+        patterns: the files of the repo to fetch.
+    """
+
+    name: str = ""
+    hub_repo: str = ""
+    patterns: tuple[str, ...] = MODEL_FILES
+
+
+def hub_weights(ref: str, patterns: tuple[str, ...] = MODEL_FILES) -> list[Weights]:
+    """``[Weights(hub_repo=ref)]`` when ``ref`` (a pretrained-model option) names a Hugging Face repo
+    rather than an existing local path; ``[]`` otherwise."""
+    if ref and not Path(ref).expanduser().exists() and REPO_ID.fullmatch(ref):
+        return [Weights(hub_repo=ref, patterns=patterns)]
+    return []

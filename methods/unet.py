@@ -1,5 +1,6 @@
 """Pixel-space diffusion models from diffusers: the UNet factory, the noise schedule, the loss,
-and the shared config + training of the UNet that LMD and DiffOOD both train.
+and the config + training of a pixel-space UNet (:class:`PixelDiffusionConfig`, :func:`train_unet`),
+which the shared DDPM artifacts (:mod:`ood_bench.methods.ddpm`) use.
 
 The paper-size configuration (Ho et al.'s DDPM CIFAR-10 UNet, used by LMD and DiffOOD) is
 ``base_channels=128, channel_mult=(1, 2, 2, 2), layers_per_block=2, attention_resolutions=(16,),
@@ -15,10 +16,8 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from ood_bench.utils.errors import ConfigError
 from ood_bench.utils.progress import log
-from ood_bench.data.transforms import ImageTransform
-from ood_bench.methods.base import MethodConfig, OODMethod, fit_option
-from ood_bench.methods.examples import ExampleRows
-from ood_bench.methods.pretrained import load_pretrained_model, load_pretrained_scheduler
+from ood_bench.methods.base import MethodConfig, fit_option
+from ood_bench.methods.pretrained import load_pretrained_model
 from ood_bench.methods.training import TrainResult, TrainSpec, seed_network, train
 
 
@@ -172,45 +171,28 @@ def train_unet(c: PixelDiffusionConfig, images: torch.Tensor, device: torch.devi
                  checkpoint_name=f"{desc.replace(' ', '_')}_state", compile=compile)
 
 
-class PixelDiffusionMethod(ExampleRows, OODMethod):
-    """Base of the methods built on a pixel-space UNet (LMD, DiffOOD): image transform,
-    noise schedule and the UNet, trained with :func:`train_unet` or loaded by name (``unet``)."""
+def unet_training_throughput(c: PixelDiffusionConfig, device: torch.device, steps: tuple[int, int] = (5, 25),
+                             compile: str | None = None, num_classes: int | None = None,
+                             label_dropout: float = 0.0) -> float:
+    """Training img/s of ``c``'s UNet at ``c.train_batch_size`` on random images: two trainings of
+    ``steps`` steps each (one epoch), ``img/s = batch · (s₂ − s₁) / (T₂ − T₁)`` — the set-up,
+    the first (compiling) steps and the final EMA copy cancel out. ``compile``: the
+    ``torch.compile`` backend (``None``: eager). ``num_classes``: train a class-conditional UNet
+    with random labels (null class with probability ``label_dropout``)."""
+    import dataclasses
+    import time
 
-    config: PixelDiffusionConfig
-    default_batch_size = 32
+    from ood_bench.utils.device import synchronize
 
-    def __init__(self, config: PixelDiffusionConfig, ctx) -> None:
-        super().__init__(config, ctx)
-        self.image_transform = ImageTransform(config.image_size, config.channels)
-        self.scheduler = config.scheduler()
-        self.unet: UNet2DModel | None = None
-
-    def build_untrained(self, num_classes: int) -> None:
-        self.unet = unet_from_config(self.config).to(self.device).eval()
-
-    def load_pretrained_unet(self) -> UNet2DModel:
-        """The UNet named by ``config.unet`` (on CPU); its saved noise schedule, if any, becomes
-        ``self.scheduler`` (it must have ``diffusion_steps`` steps, which the samplers assume)."""
-        c = self.config
-        unet = load_unet(c.unet, c.image_size, c.channels)
-        sched = load_pretrained_scheduler(c.unet)
-        if sched is not None:
-            if sched.config.num_train_timesteps != c.diffusion_steps:
-                raise ConfigError(f"UNet {c.unet} comes with a {sched.config.num_train_timesteps}-step schedule; "
-                                  f"set diffusion_steps={sched.config.num_train_timesteps}")
-            self.scheduler = sched
-        self.log(f"using the pretrained UNet {c.unet} (no training)")
-        return unet
-
-    def save_diffusion(self, directory: Path) -> None:
-        """The UNet and its noise schedule as diffusers folders ``unet/``, ``scheduler/`` (reusable as ``unet``)."""
-        self.unet.save_pretrained(directory / "unet")
-        self.scheduler.save_pretrained(directory / "scheduler")
-
-    def load_diffusion(self, directory: Path) -> None:
-        self.unet = UNet2DModel.from_pretrained(directory / "unet", low_cpu_mem_usage=False).to(self.device).eval()
-        if (directory / "scheduler").is_dir():
-            self.scheduler = DDPMScheduler.from_pretrained(directory / "scheduler")
-
-    def inference_networks(self) -> list[torch.nn.Module]:
-        return [self.unet]
+    bs, times = c.train_batch_size, []
+    for n in steps:
+        cfg = dataclasses.replace(c, epochs=1, checkpoint_every=10**9)
+        x = torch.randint(0, 256, (bs * n, c.channels, c.image_size, c.image_size), dtype=torch.uint8)
+        labels = None if num_classes is None else torch.randint(0, num_classes, (len(x),))
+        synchronize(device)
+        t0 = time.perf_counter()
+        train_unet(cfg, x, device, 0, None, desc="unet speed", compile=compile, labels=labels,
+                   num_classes=num_classes, label_dropout=label_dropout)
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return bs * (steps[1] - steps[0]) / max(times[1] - times[0], 1e-9)

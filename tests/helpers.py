@@ -77,3 +77,14 @@ class LabelledMean(MeanImage):
 if "test-mean" not in METHODS:
     register_method("test-mean")(MeanImage)
     register_method("test-labelled")(LabelledMean)
+
+
+def reload_artifacts(method: OODMethod, folder: Path) -> dict:
+    """``method``'s artifacts saved under ``folder/<name>`` and loaded back (a cache round trip)."""
+    out = {}
+    for name, request in method.requires().items():
+        art = method.artifacts[name]
+        (folder / name).mkdir(parents=True)
+        art.save(folder / name)
+        out[name] = type(art).load(dict(request.recipe), folder / name, method.ctx)
+    return out

@@ -1,4 +1,6 @@
 """The Python API: the README's example runs, and it writes what the CLI writes."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -60,3 +62,41 @@ def test_public_names_are_exported():
         assert getattr(ood_bench, name) is not None
     with pytest.raises(AttributeError):
         ood_bench.not_a_name  # noqa: B018
+
+
+DOCS_API = Path(__file__).resolve().parents[1] / "docs" / "api.md"
+
+
+def test_docs_api_example_loads_fitted_methods_that_score_as_the_run_did():
+    import torch
+
+    namespace: dict = {}
+    exec(compile(readme_example("clients", DOCS_API), "docs/api.md:clients", "exec"), namespace)
+    res = namespace["res"]
+    arts = res.manifest["artifacts"]
+    (feat,) = [a for a in arts.values() if a["kind"] == "features"]
+    assert [(u["method"], u["status"]) for u in feat["uses"]] == [("knn", "trained"), ("mahalanobis", "shared")]
+    assert namespace["features"].shape == (300, 512) and namespace["logits"].shape == (300, 5)
+    # the loaded model scores exactly as the run did (same cached weights and vectors)
+    knn_run = next(r for r in res.results if r.method == "knn")
+    textures = ood_bench.load_dataset("textures").take(100)
+    np.testing.assert_array_equal(namespace["knn"].score(textures).canonical, knn_run.ood[0].batch.canonical)
+    auroc = res.metrics.query("entry == 'knn' and ood == 'textures'")["auroc"].iloc[0]
+    assert ood_bench.auroc(knn_run.id.batch.canonical, knn_run.ood[0].batch.canonical) == pytest.approx(auroc, abs=1e-6)
+    # a cached model folder is enough too
+    model = Path(res.manifest["timings"]["msp/seed0"]["model"])
+    msp = ood_bench.load_method(model)
+    assert torch.equal(msp.logits(textures), namespace["msp"].logits(textures))
+    with pytest.raises(ood_bench.utils.errors.UserError, match="name one method"):
+        ood_bench.load_method("results/api-clients")
+    with pytest.raises(NotImplementedError):
+        namespace["knn"].logits(textures)
+
+
+def test_a_method_without_its_artifacts_says_how_to_get_them():
+    from ood_bench.utils.errors import UserError
+
+    m = ood_bench.create_method("knn", device="cpu", k=1, weights="random", backbone="tf_efficientnet_lite0",
+                                image_size=32)
+    with pytest.raises(UserError, match="fit_method"):
+        m.fit(ood_bench.load_dataset("digits04", "train").take(10))

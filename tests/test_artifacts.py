@@ -188,6 +188,12 @@ def test_the_manifest_records_every_artifact_and_the_hold_out(tmp_path):
     assert m["validation"]["fraction"] == 0.05 and m["validation"]["seeds"]["0"]["n"] == 5
     assert m["validation"]["seeds"]["0"]["fit_n"] == 95
     assert res.results[1].artifacts[0].status == "shared"
+    import pandas as pd
+
+    (row,) = pd.read_csv(tmp_path / "run" / "artifacts.csv").to_dict("records")  # the cost table's companion
+    assert (row["kind"], row["built_for"], row["shared_with"], row["key"]) == ("test-mean-image", "test-art-a",
+                                                                                "test-art-b", key)
+    assert "Shared artifacts" in (tmp_path / "run" / "report.html").read_text()
 
 
 # ------------------------------------------------------------------ the validation hold-out

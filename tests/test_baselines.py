@@ -57,9 +57,12 @@ def test_msp_and_energy_share_one_trained_classifier(tmp_path):
     rc = main(["run", "--method", "msp", "energy", "--id", "digits04", "--ood", "noise", "--limit", "40",
                "--train-limit", "100", "--bootstrap", "0", "--out", "run", "--quiet", *TINY_CLF])
     assert rc == 0
-    timings = json.loads((tmp_path / "run" / "manifest.json").read_text())["timings"]
-    assert not timings["msp/seed0"]["fit_cached"] and timings["energy/seed0"]["fit_cached"]
-    assert [p.parent.parent.name for p in (tmp_path / "results" / "cache").glob("*/*/model")] == ["classifier"]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    timings = manifest["timings"]
+    (clf,) = [a for m in ("msp", "energy") for a in timings[f"{m}/seed0"]["artifacts"] if a["status"] == "trained"]
+    (shared,) = timings["energy/seed0"]["artifacts"]
+    assert clf["kind"] == "classifier" and shared["status"] == "shared" and shared["key"] == clf["key"]
+    assert len(list((tmp_path / "results" / "cache" / "artifacts" / "classifier").glob("*/artifact.json"))) == 1
     scores = pd.read_csv(tmp_path / "run" / "scores.csv")
     preds = scores.pivot_table(index=["dataset", "index"], columns="method", values="prediction")
     assert (preds["msp"] == preds["energy"]).all()  # the same network
@@ -79,3 +82,22 @@ def test_single_score_baselines_refuse_another_score_up_front(name, capsys):
     rc = main(["run", "--method", name, "--id", "digits04", "--ood", "noise", "--set", f"{name}.score=mse", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: {name}: score must be ")
+
+
+def test_class_conditional_mahalanobis_is_lee_et_al_with_a_tied_covariance():
+    rng = np.random.default_rng(0)
+    means = np.array([[3.0, 0.0, 0.0], [-3.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    y = rng.integers(0, 3, 600)
+    x = means[y] + rng.normal(size=(600, 3)) @ np.diag([1.0, 0.5, 2.0])
+    g = Gaussian()
+    assert g.fit_classes(torch.from_numpy(x), torch.from_numpy(y), CPU) == 3
+    mu = np.stack([x[y == c].mean(0) for c in range(3)])
+    cov = sum(((x[y == c] - mu[c]).T @ (x[y == c] - mu[c])) for c in range(3)) / len(x)  # tied, ML
+    prec = np.linalg.inv(cov)
+    q = rng.normal(size=(7, 3)) * 4
+    want = np.min([np.einsum("bi,ij,bj->b", q - m, prec, q - m) for m in mu], axis=0)
+    np.testing.assert_allclose(g.distance(torch.from_numpy(q)).numpy(), want, rtol=1e-8)
+    # at a class mean the distance is 0 (the closest class), far from all means it grows
+    assert g.distance(torch.from_numpy(mu)).abs().max() < 1e-12
+    with pytest.raises(ConfigError, match="gaussian must be one of"):
+        ood_bench.create_method("mahalanobis", gaussian="per-class")

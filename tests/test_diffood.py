@@ -7,8 +7,10 @@ from ood_bench.cli import main
 from ood_bench.data import DataContext, load_dataset
 from ood_bench.methods.backbones import load_by_order
 from ood_bench.methods.base import RunContext
+from ood_bench.api import fit_method
 from ood_bench.methods.diffood import DiffOOD, DiffOODConfig
-from ood_bench.methods.diffood.classifier import Classifier, ResNet18x32, random_crop
+from helpers import reload_artifacts
+from ood_bench.methods.classifier.network import Classifier, ResNet18x32, random_crop
 from ood_bench.methods.diffood.guidance import ddim_timesteps, guided_denoise, guided_eps
 from ood_bench.methods.unet import ddpm_scheduler
 
@@ -117,7 +119,8 @@ def test_tiny_diffood_fit_score_and_accuracy(tmp_path):
                         repeats=2, timesteps=(40, 80), stride=20, score="logit@80")
     m = DiffOOD(cfg, RunContext(device=torch.device("cpu"), batch_size=16, work_dir=tmp_path / "w"))
     train = load_dataset("digits", "train", DataContext()).take(96)
-    m.fit(train)
+    fit_method(m, train)
+    assert set(m.artifacts) == {"classifier", "unet"} and m.unet is m.artifacts["unet"].unet
     assert 0.0 <= m.fit_report()["classifier_train_acc"] <= 1.0 and m.num_classes == 10
     test = load_dataset("digits", "test", DataContext()).take(12)
     s = m.score(test)
@@ -127,6 +130,7 @@ def test_tiny_diffood_fit_score_and_accuracy(tmp_path):
     (tmp_path / "state").mkdir()
     m.save(tmp_path / "state")
     m2 = DiffOOD(cfg, RunContext(device=torch.device("cpu"), batch_size=16))
+    m2.artifacts = reload_artifacts(m, tmp_path / "artifacts")
     m2.load(tmp_path / "state")
     np.testing.assert_allclose(m2.score(test).scores["logit@80"], s.scores["logit@80"], rtol=1e-4, atol=1e-6)
     assert m.save_examples(test, tmp_path / "ex.png")

@@ -17,7 +17,7 @@ import ddp_worker
 from helpers import MeanConfig, MeanImage
 from ood_bench.api import load_dataset
 from ood_bench.data.base import ShardDataset
-from ood_bench.engine.distributed import launch_env, rank_device
+from ood_bench.engine.process_group import launch_env, rank_device
 from ood_bench.engine.sharding import concat, shard_bounds
 from ood_bench.methods.base import BatchOutput, RunContext
 from ood_bench.methods.training import train

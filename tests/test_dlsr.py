@@ -4,7 +4,9 @@ import pytest
 import timm
 import torch
 
+from ood_bench.api import fit_method
 from ood_bench.utils.errors import MissingWeightsError
+from helpers import reload_artifacts
 from ood_bench.data import DataContext, load_dataset
 from ood_bench.methods.backbones import create_backbone, load_by_order
 from ood_bench.methods.base import RunContext
@@ -97,7 +99,8 @@ def test_fit_score_save_load_roundtrip(tmp_path):
     ctx = DataContext()
     train = load_dataset("digits", "train", ctx).take(96)
     m = _tiny_dlsr()
-    m.fit(train)
+    fit_method(m, train)
+    assert m.artifacts["features"].vectors.shape == (96, m.features.dim) and m.features is m.artifacts["features"].extractor
     assert len(m.losses) == 3 and m.losses[-1] < m.losses[0]
     test = load_dataset("digits", "test", ctx).take(20)
     s1 = m.score(test)
@@ -105,6 +108,7 @@ def test_fit_score_save_load_roundtrip(tmp_path):
     assert np.all(s1.scores["mfsim"] >= -1) and np.all(s1.scores["mfsim"] <= 1)
     m.save(tmp_path)
     m2 = _tiny_dlsr()
+    m2.artifacts = reload_artifacts(m, tmp_path / "artifacts")
     m2.load(tmp_path)
     s2 = m2.score(test)
     for k in s1.scores:  # same weights, same seeded noise → same scores

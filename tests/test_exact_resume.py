@@ -91,23 +91,29 @@ def test_non_finite_loss_stops_training_with_one_line(tmp_path):
     assert not (tmp_path / "train_state.done.pt").exists()
 
 
-def test_diffood_saves_its_classifier_before_the_unet_trains(tmp_path, monkeypatch):
-    import ood_bench.methods.diffood.method as dm
-    from ood_bench.api import create_method, load_dataset
+def test_diffood_keeps_its_classifier_when_the_unet_training_is_interrupted(tmp_path, monkeypatch):
+    import ood_bench.methods.classifier.artifact as clf_artifact
+    import ood_bench.methods.ddpm as ddpm
+    from ood_bench.api import create_method, fit_method, load_dataset
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dm, "train_unet", interrupted)
-    m = create_method("diffood", preset="embedded", classifier_width=4, classifier_epochs=2, classifier_size=8,
-                      work_dir=tmp_path)
+    real = ddpm.train_unet
+    monkeypatch.setattr(ddpm, "train_unet", interrupted)
+    opts = dict(classifier_width=4, classifier_epochs=2, classifier_size=8, epochs=1)
+    train = load_dataset("digits04", "train").take(40)
     with pytest.raises(KeyboardInterrupt):
-        m.fit(load_dataset("digits04", "train").take(40))
-    assert (tmp_path / "classifier_state.done.pt").is_file()
+        fit_method(create_method("diffood", preset="embedded", **opts), train, cache_dir=tmp_path)
+    (saved,) = (tmp_path / "artifacts" / "classifier").glob("*/artifact.json")  # the classifier is an artifact of its own
+    monkeypatch.setattr(ddpm, "train_unet", real)
+    monkeypatch.setattr(clf_artifact, "fit_classifier", interrupted)  # loaded, never trained again
+    m = fit_method(create_method("diffood", preset="embedded", **opts), train, cache_dir=tmp_path)
+    assert m.num_classes == 5 and saved.is_file() and m.unet is m.artifacts["unet"].unet
 
 
 def test_classifier_normalisation_does_not_depend_on_the_thread_count():
-    from ood_bench.methods.diffood.classifier import fit_classifier
+    from ood_bench.methods.classifier.network import fit_classifier
     from ood_bench.methods.diffood.config import DiffOODConfig
 
     g = torch.Generator().manual_seed(0)

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import reload_artifacts
+
 from ood_bench.utils.errors import MissingWeightsError
 from ood_bench.data import DataContext, load_dataset
 from ood_bench.methods.base import RunContext
@@ -134,12 +136,7 @@ def test_tiny_lmd_fit_score_examples_and_cost(tmp_path):
     assert m.save_examples(test, tmp_path / "ex.png") and (tmp_path / "ex.png").stat().st_size > 0
     m.save(tmp_path / "state")
     m2 = LMD(cfg, RunContext(device=torch.device("cpu"), batch_size=16))
-    m2.artifacts = {"ddpm": type(m.artifacts["ddpm"]).load({}, _saved(m.artifacts["ddpm"], tmp_path / "ddpm"), m2.ctx)}
+    m2.artifacts = reload_artifacts(m, tmp_path / "artifacts")
     m2.load(tmp_path / "state")
     np.testing.assert_allclose(m2.score(test).scores["mse"], s.scores["mse"], rtol=1e-5, atol=1e-7)
 
-
-def _saved(artifact, folder):
-    folder.mkdir()
-    artifact.save(folder)
-    return folder

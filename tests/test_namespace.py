@@ -87,7 +87,7 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path):
 
 
 # ------------------------------------------------------------------------------ layering
-LAYERS = ["utils", "data", "methods", "results", "engine|reporting", "plugins", "api", "cli", "__main__"]
+LAYERS = ["utils", "data", "methods", "outcomes", "engine|reporting", "plugins", "api", "cli", "__main__"]
 
 
 def _layer(module: str) -> tuple[int, str]:

@@ -5,7 +5,8 @@ import torch
 from diffusers import DDPMScheduler
 
 from ood_bench.methods.base import RunContext
-from ood_bench.methods.diffood.classifier import Classifier, classifier_file, save_classifier
+from ood_bench.methods.classifier.network import Classifier, classifier_file, save_classifier
+from ood_bench.methods.ddpm import DDPMArtifact
 from ood_bench.methods.dlsr import DLSR, DLSRConfig
 from ood_bench.methods.dlsr.lfdn import LFDN
 from ood_bench.methods.lmd import LMD, LMDConfig
@@ -27,11 +28,16 @@ def test_lmd_loads_a_pipeline_folder_unet_and_its_scheduler_without_training(tmp
     DDPMScheduler(num_train_timesteps=1000, beta_end=0.03, clip_sample=True).save_pretrained(tmp_path / "ddpm" / "scheduler")
     m = LMD(LMDConfig(unet=str(tmp_path / "ddpm"), **TINY), CPU)
     LMD.preflight(m.config)
-    m.fit(None)  # no training set needed: nothing is trained
+    recipe = dict(m.requires()["ddpm"].recipe)
+    assert set(recipe) == {"unet", "image_size", "channels", "diffusion_steps", "beta_start", "beta_end"}
+    m.artifacts["ddpm"] = DDPMArtifact.build(recipe, None, CPU)  # no training set needed: nothing is trained
+    m.fit(None)
     assert all(torch.equal(a, b) for a, b in zip(unet.state_dict().values(), m.unet.state_dict().values()))
     assert m.scheduler.config.beta_end == 0.03 and m.scheduler.config.clip_sample is False
-    m.save_diffusion(tmp_path / "cache")  # the cache round trip keeps the loaded schedule
+    (tmp_path / "cache").mkdir()
+    m.artifacts["ddpm"].save(tmp_path / "cache")  # the cache round trip keeps the loaded schedule
     m2 = LMD(LMDConfig(**TINY), CPU)
+    m2.artifacts["ddpm"] = DDPMArtifact.load(recipe, tmp_path / "cache", CPU)
     m2.load(tmp_path / "cache")
     assert m2.scheduler.config.beta_end == 0.03
     x = torch.rand(2, 1, 8, 8)
@@ -40,7 +46,7 @@ def test_lmd_loads_a_pipeline_folder_unet_and_its_scheduler_without_training(tmp
 
     bad = LMDConfig(unet=str(tmp_path / "ddpm"), **{**TINY, "diffusion_steps": 500, "steps": 2})
     with pytest.raises(ConfigError, match="set diffusion_steps=1000"):
-        LMD(bad, CPU).fit(None)
+        DDPMArtifact.build(dict(LMD(bad, CPU).requires()["ddpm"].recipe), None, CPU)
 
 
 def test_dlsr_reuses_a_published_lfdn_folder(tmp_path):

@@ -168,7 +168,7 @@ def test_compiled_networks_score_like_the_plain_ones(chain):
 
 
 def test_unet_training_throughput_runs_two_short_trainings():
-    from ood_bench.engine.speed import unet_training_throughput
+    from ood_bench.methods.unet import unet_training_throughput
     from ood_bench.methods.lmd.config import LMDConfig
 
     c = LMDConfig(image_size=8, base_channels=32, channel_mult=(1,), attention_resolutions=(), mask_blocks=2,

@@ -10,7 +10,7 @@ request to a key — kind, the kind's version, recipe, training-data fingerprint
    training thread count with seeded global RNGs, resumable from ``<key>.work/``, saved
    atomically under ``artifacts/<kind>/<key>/`` with ``artifact.json``.
 
-The run log says which, and every method's :class:`~ood_bench.results.MethodResult` records an
+The run log says which, and every method's :class:`~ood_bench.outcomes.MethodResult` records an
 :class:`~ood_bench.methods.artifacts.ArtifactUse` per artifact. Under ``torchrun`` rank 0
 decides and saves; the other ranks build with it (data-parallel) and then load its copy.
 """

@@ -33,6 +33,7 @@ from ood_bench.utils.errors import ConfigError
 # ``--config cifar10`` works from any folder, installed editable or not.
 PRESETS_DIR = Path(str(importlib.resources.files("ood_bench.configs")))
 DEFAULT_CACHE = Path("results") / "cache"
+DEFAULT_PRESET = "embedded"  # what `ood-bench run` and ood_bench.run() start from without --config / config=
 
 
 @dataclass

@@ -91,39 +91,36 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in (
 
 @dataclass(frozen=True)
 class Item:
-    """A needed resource and where it goes; ``hub_repo`` for Hugging Face models named by repo id."""
+    """A needed resource and where it goes; ``hub_repo`` (and the files to fetch, ``patterns``)
+    for Hugging Face models named by repo id."""
 
     resource: Resource | None
     dest: Path
     present: bool
     hub_repo: str = ""
+    patterns: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
         return self.hub_repo or self.resource.name
 
 
-def _needed_names(cfg: RunConfig) -> tuple[list[str], list[str]]:
-    """Resource names and Hugging Face repo ids the run configuration needs."""
-    from ood_bench.methods.features import FeatureOptions
-    from ood_bench.methods.pretrained import REPO_ID
-
-    names, repos = [], []
+def _needed(cfg: RunConfig) -> tuple[list[str], dict[str, tuple[str, ...]]]:
+    """Resource names, and Hugging Face repo ids (with their file patterns), the run needs: the
+    datasets it names and the weights its methods declare (``OODMethod.required_weights``)."""
+    names, repos = [], {}
     for ds in [cfg.id, *cfg.ood]:
         if ds in DATASETS:
             names.append(DATASETS.canonical(ds))
     for m in cfg.methods:
         key = METHODS.canonical(m)
-        mcfg = build_dataclass(METHODS.get(key).config_cls, cfg.method_options.get(key, {}), key)
-        if isinstance(mcfg, FeatureOptions) and mcfg.weights == "auto" and mcfg.backbone in RESOURCES:
-            names.append(mcfg.backbone)
-        if "lpips" in getattr(mcfg, "distances", ()):
-            names.append("alexnet")
-        for opt in ("unet", "lfdn", "classifier_path"):
-            ref = getattr(mcfg, opt, "")
-            if ref and not Path(ref).expanduser().exists() and REPO_ID.fullmatch(ref):
-                repos.append(ref)
-    return list(dict.fromkeys(n for n in names if n in RESOURCES)), list(dict.fromkeys(repos))
+        cls = METHODS.get(key)
+        for w in cls.required_weights(build_dataclass(cls.config_cls, cfg.method_options.get(key, {}), key)):
+            if w.hub_repo:
+                repos[w.hub_repo] = tuple(dict.fromkeys((*repos.get(w.hub_repo, ()), *w.patterns)))
+            else:
+                names.append(w.name)
+    return list(dict.fromkeys(n for n in names if n in RESOURCES)), repos
 
 
 def _hub_present(repo: str) -> bool:
@@ -139,16 +136,16 @@ def _hub_present(repo: str) -> bool:
 def plan(cfg: RunConfig) -> list[Item]:
     """What ``cfg`` needs, where each piece goes and whether it is already there."""
     root = DataContext(root=Path(cfg.data_root)).root_path
-    names, repos = _needed_names(cfg)
+    names, repos = _needed(cfg)
     items = []
     for n in names:
         r = RESOURCES[n]
         base = torch_hub_checkpoints() if r.kind == "weights" else root
         items.append(Item(r, base / r.target, (base / r.target).exists()))
-    for repo in repos:
+    for repo, patterns in repos.items():
         from huggingface_hub.constants import HF_HUB_CACHE
 
-        items.append(Item(None, Path(HF_HUB_CACHE), _hub_present(repo), hub_repo=repo))
+        items.append(Item(None, Path(HF_HUB_CACHE), _hub_present(repo), hub_repo=repo, patterns=patterns))
     return items
 
 
@@ -173,10 +170,9 @@ def format_plan(items: list[Item]) -> str:
 def fetch_item(item: Item, data_root: Path) -> None:
     """Download one item; raise a one-line :class:`UserError` naming the URL and the folder to fill by hand."""
     if item.hub_repo:
-        from ood_bench.methods.diffood.classifier import CHECKPOINT_PATTERNS
         from ood_bench.methods.pretrained import MODEL_FILES, pretrained_folder
 
-        pretrained_folder(item.hub_repo, "model", MODEL_FILES + CHECKPOINT_PATTERNS)
+        pretrained_folder(item.hub_repo, "model", item.patterns or MODEL_FILES)
         return
     r = item.resource
     root = DataContext(root=data_root).root_path

@@ -130,8 +130,9 @@ def start_manifest(cfg, prep, command: str) -> dict[str, Any]:
 
 def finish_manifest(manifest: dict[str, Any], results, wall_s: float) -> dict[str, Any]:
     """Mark ``manifest`` complete, with every method's timings, costs and fit report."""
+    cache = Path(manifest.get("config", {}).get("cache_dir") or ".").expanduser().absolute()
     manifest["timings"] = {f"{r.method}/seed{r.seed}": {
-        "fit_s": r.fit_seconds, "fit_cached": r.fit_cached, "fit_report": r.fit_report,
+        "fit_key": r.fit_key, "model": str(cache / r.method / r.fit_key / "model"), "fit_s": r.fit_seconds, "fit_cached": r.fit_cached, "fit_report": r.fit_report,
         "score_s": sum(d.seconds for d in r.all_scored), "scores_cached": all(d.cached for d in r.all_scored),
         "img_per_s": r.images_per_second, "nfe_per_image": r.cost, "budget": r.budget, "peak_mem_mib": r.peak_mem_mib,
         "id_accuracy": r.id_accuracy, "artifacts": [a.to_dict() for a in r.artifacts]} for r in results}

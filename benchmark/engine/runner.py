@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ood_bench.results import DatasetScores, MethodResult
+from ood_bench.outcomes import DatasetScores, MethodResult
 from ood_bench.utils import atomic
 from ood_bench.utils import distributed as dist
 from ood_bench.utils.atomic import write_json
@@ -30,7 +30,7 @@ from ood_bench.utils.naming import safe_name
 from ood_bench.engine.cache import Cache, InvalidArtefact, digest
 from ood_bench.engine.seeding import seed_everything
 from ood_bench.engine.config import RunConfig, build_dataclass, check_run_bounds
-from ood_bench.engine.distributed import setup as setup_device
+from ood_bench.engine.process_group import setup as setup_device
 from ood_bench.engine.manifest import machine_info
 from ood_bench.engine.sharding import score_sharded
 from ood_bench.utils.device import PeakMemory, configure_compile, numerics_key, set_precision, synchronize
@@ -80,6 +80,24 @@ def apply_budget(cls: type[OODMethod], key: str, mcfg: MethodConfig, steps: int 
         raise ConfigError(f"{key}: {e}") from None
 
 
+def method_config(cls: type[OODMethod], key: str, options: dict[str, Any], steps: int | None = None,
+                  reps: int | None = None) -> MethodConfig:
+    """The typed config of method ``key`` from ``options`` (checked), with the equal-compute
+    budget applied and the method's preflight checks passed: what a run and
+    ``ood_bench.create_method`` both build."""
+    mcfg = apply_budget(cls, key, build_dataclass(cls.config_cls, options, key), steps, reps)
+    cls.preflight(mcfg)
+    return mcfg
+
+
+def method_context(cls: type[OODMethod], device: Any, seed: int, batch_size: int | None, workers: int,
+                   compile: str, work_dir: Path | None = None) -> RunContext:
+    """The :class:`RunContext` a method gets, in a run or from ``ood_bench.create_method``: the
+    batch size given, else the method's ``default_batch_size``."""
+    return RunContext(device=device, seed=seed, batch_size=batch_size or cls.default_batch_size, workers=workers,
+                      compile=compile, work_dir=work_dir)
+
+
 def prepare_methods(cfg: RunConfig) -> PreparedRun:
     """Resolve the device and every method's typed config (budgets applied, preflight checks
     passed); datasets are not loaded (see :func:`prepare`)."""
@@ -100,9 +118,7 @@ def prepare_methods(cfg: RunConfig) -> PreparedRun:
             raise ConfigError(f"method {key} listed twice")
         cls = METHODS.get(key)
         opts = {**cfg.method_options.get(key, {}), **(cfg.method_options.get(name, {}) if name != key else {})}
-        mcfg = apply_budget(cls, key, build_dataclass(cls.config_cls, opts, key), cfg.steps, cfg.reps)
-        cls.preflight(mcfg)
-        methods[key] = (cls, mcfg)
+        methods[key] = (cls, method_config(cls, key, opts, cfg.steps, cfg.reps))
     for name in cfg.method_options:
         METHODS.canonical(name)  # an option for an unknown method is a typo: say so
     return PreparedRun(cfg, device, methods, None, None, {}, {})
@@ -161,18 +177,19 @@ class Runner:
     # ------------------------------------------------------------------------------------
     def run_method(self, key: str, cls: type[OODMethod], mcfg: MethodConfig, seed: int) -> MethodResult:
         p = self.prep
-        batch_size = p.cfg.batch_size or cls.default_batch_size
-        family = cls.fit_family or key  # methods of one family share the fitted model
         numerics = numerics_key(p.cfg.precision, p.cfg.compile, p.device)  # {} on a CPU by default
-        ctx = RunContext(device=p.device, seed=seed, batch_size=batch_size, workers=p.cfg.workers, compile=p.cfg.compile)
+        ctx = method_context(cls, p.device, seed, p.cfg.batch_size, p.cfg.workers, p.cfg.compile)
+        batch_size = ctx.batch_size
         method = cls(mcfg, ctx)
         train, uses = self.attach(method, key, seed)
-        fit_key = digest({"method": family, "version": cls.version, "fit": mcfg.stage_dict("fit"),
+        fit_key = digest({"method": key, "version": cls.version, "fit": mcfg.stage_dict("fit"),
                           "train": train.fingerprint(), "seed": seed, **numerics,
                           **({"artifacts": {u.name: u.key for u in uses}} if uses else {}),
                           **({"validation": method.validation.fingerprint()} if cls.needs_validation else {})})
-        ctx.work_dir = self.cache.work_dir(family, fit_key)
-        fit_seconds, fit_peak, fit_cached, report = self._fit(method, family, fit_key, train)
+        ctx.work_dir = self.cache.work_dir(key, fit_key)
+        origin = {"method": key, "config": mcfg.to_dict(), "seed": seed,
+                  "artifacts": {u.name: {"kind": u.kind, "key": u.key, "folder": u.folder} for u in uses}}
+        fit_seconds, fit_peak, fit_cached, report = self._fit(method, key, fit_key, train, origin)
         fit_seconds += sum(u.seconds for u in uses if u.status != "shared")
         score_base = {"fit": fit_key, "score": mcfg.stage_dict("score"), "batch": batch_size,
                       "device": p.device.type, "seed": seed, **numerics}
@@ -192,7 +209,8 @@ class Runner:
             split = (self.prep.id_train, None)
         return attach(self.artifacts, method, key, self.prep.id_train, *split)
 
-    def _fit(self, method: OODMethod, key: str, fit_key: str, train: ImageDataset) -> tuple[float, float, bool, dict]:
+    def _fit(self, method: OODMethod, key: str, fit_key: str, train: ImageDataset,
+             origin: dict) -> tuple[float, float, bool, dict]:
         # Runs sharing the cache fit each model once: the first takes the lock and trains, the
         # others wait, then find the model cached and load it. Within one torchrun job only rank
         # 0 takes it: the others train with rank 0 (DDP), so they must not wait on its lock.
@@ -200,9 +218,12 @@ class Runner:
                           on_wait=lambda: log(f"{key}: another process is fitting this model; waiting for it"))
                 if dist.is_main() else contextlib.nullcontext())
         with lock:
-            return self._fit_locked(method, key, fit_key, train)
+            return self._fit_locked(method, key, fit_key, train, origin)
 
-    def _fit_locked(self, method: OODMethod, key: str, fit_key: str, train: ImageDataset) -> tuple[float, float, bool, dict]:
+    def _fit_locked(self, method: OODMethod, key: str, fit_key: str, train: ImageDataset,
+                    origin: dict) -> tuple[float, float, bool, dict]:
+        """Load the cached model or fit one; ``origin`` (method, config, seed, artifacts) goes
+        into ``fit.json``, so that ``ood_bench.load_method`` can rebuild the method from the folder."""
         model_dir = self.cache.model_dir(key, fit_key)
         # rank 0 decides (validating, and healing, the cached model); every rank follows it
         cached = self._load_cached(method, key, fit_key) if dist.is_main() and self.cache.has_model(key, fit_key) else None
@@ -228,7 +249,7 @@ class Runner:
         if dist.is_main():
             with atomic.atomic_dir(model_dir) as tmp:
                 method.save(tmp)
-                write_json(tmp / "fit.json", {"seconds": seconds, "peak_mem_mib": mem.peak_mib, "report": report,
+                write_json(tmp / "fit.json", {**origin, "seconds": seconds, "peak_mem_mib": mem.peak_mib, "report": report,
                                                "device": method.device.type, "machine": machine_info(method.device)})
             if work is not None:
                 shutil.rmtree(work, ignore_errors=True)  # checkpoints of a cached model are dead weight

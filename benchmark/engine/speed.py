@@ -25,7 +25,7 @@ are not scaled with the chain::
 """
 from __future__ import annotations
 
-import dataclasses
+import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -38,7 +38,7 @@ from ood_bench.data.base import ImageDataset
 from ood_bench.utils.device import PeakMemory, synchronize
 from ood_bench.engine.runner import PreparedRun, apply_budget, seed_everything
 from ood_bench.methods.base import MethodConfig, OODMethod, RunContext
-from ood_bench.methods.unet import PixelDiffusionConfig, train_unet
+from ood_bench.methods.artifacts import ARTIFACTS, ArtifactRequest
 
 
 @dataclass
@@ -162,7 +162,8 @@ def _time_budget(prep: PreparedRun, key: str, cls: type[OODMethod], cfg: MethodC
     seed_everything(0, key)
     labelled = s.data is not None and s.data.num_classes
     m.build_untrained(s.data.num_classes if labelled else s.num_classes)
-    size, ch = getattr(c, "image_size", 224), getattr(c, "channels", 3)
+    tf = m.image_transform  # the images the method scores (a method without one: 224 px RGB)
+    size, ch = (tf.size, tf.channels) if tf is not None else (224, 3)
     gen = torch.Generator(device=prep.device)
 
     def one_image() -> None:
@@ -213,30 +214,10 @@ def measure(prep: PreparedRun, setup: SpeedSetup) -> list[SpeedResult]:
     return [measure_method(prep, key, setup) for key in prep.methods]
 
 
-def unet_training_throughput(c: PixelDiffusionConfig, device: torch.device, steps: tuple[int, int] = (5, 25),
-                             compile: str | None = None, num_classes: int | None = None) -> float:
-    """Training img/s of ``c``'s UNet at ``c.train_batch_size`` on random images: two trainings of
-    ``steps`` steps each (one epoch), ``img/s = batch · (s₂ − s₁) / (T₂ − T₁)`` — the set-up,
-    the first (compiling) steps and the final EMA copy cancel out. ``compile``: the
-    ``torch.compile`` backend (``None``: eager). ``num_classes``: train the
-    class-conditional UNet (DiffOOD's) with random labels."""
-    bs, times = c.train_batch_size, []
-    for n in steps:
-        cfg = dataclasses.replace(c, epochs=1, checkpoint_every=10**9)
-        x = torch.randint(0, 256, (bs * n, c.channels, c.image_size, c.image_size), dtype=torch.uint8)
-        labels = None if num_classes is None else torch.randint(0, num_classes, (len(x),))
-        synchronize(device)
-        t0 = time.perf_counter()
-        train_unet(cfg, x, device, 0, None, desc="unet speed", compile=compile, labels=labels,
-                   num_classes=num_classes, label_dropout=getattr(c, "label_dropout", 0.0))
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return bs * (steps[1] - steps[0]) / max(times[1] - times[0], 1e-9)
-
-
 @dataclass
 class TrainingSpeed:
-    method: str
+    method: str   # the methods of the run that share this network, comma-separated
+    network: str  # the artifact kind
     batch_size: int
     steps: tuple[int, int]
     img_per_s: float
@@ -244,28 +225,34 @@ class TrainingSpeed:
 
 def measure_training(prep: PreparedRun, steps: int = 25, batch_size: int | None = None,
                      compile: str | None = None, num_classes: int = 10) -> list[TrainingSpeed]:
-    """UNet training img/s of every method of ``prep`` that trains a pixel UNet (LMD, DiffOOD:
-    class-conditional with ``num_classes``), at its ``train_batch_size`` (or ``batch_size``),
-    from two trainings of ``max(1, steps // 5)`` and ``steps`` steps (see
-    :func:`unet_training_throughput`). Methods without a UNet are left out."""
-    out = []
+    """Training img/s of every network the methods of ``prep`` train as shared artifacts and whose
+    kind can time itself (:meth:`Artifact.training_throughput`: the DDPM UNets, class-conditional
+    with ``num_classes``), once per recipe, at its batch size (or ``batch_size``), from two
+    trainings of ``max(1, steps // 5)`` and ``steps`` steps. Other networks are left out."""
     short = max(1, steps // 5)
     if steps <= short:
         raise ValueError("training speed needs at least 2 steps")
-    for key, (_, cfg) in prep.methods.items():
-        if not isinstance(cfg, PixelDiffusionConfig):
-            continue
-        c = dataclasses.replace(cfg, train_batch_size=batch_size) if batch_size else cfg
-        conditional = num_classes if getattr(c, "label_dropout", None) is not None else None
-        ips = unet_training_throughput(c, prep.device, (short, steps), compile, conditional)
-        out.append(TrainingSpeed(key, c.train_batch_size, (short, steps), ips))
+    users: dict[str, list[str]] = {}
+    requests: dict[str, ArtifactRequest] = {}
+    for key, (cls, cfg) in prep.methods.items():
+        for request in cls(cfg, RunContext(device=prep.device)).requires().values():
+            ident = json.dumps(request.identity(), sort_keys=True)
+            requests.setdefault(ident, request)
+            users.setdefault(ident, []).append(key)
+    out = []
+    for ident, request in requests.items():
+        kind = ARTIFACTS.get(request.kind)
+        ips = kind.training_throughput(dict(request.recipe), prep.device, (short, steps), compile, num_classes, batch_size)
+        if ips is not None:
+            batch = batch_size or int(request.recipe.get("train_batch_size", 0))
+            out.append(TrainingSpeed(", ".join(users[ident]), request.kind, batch, (short, steps), ips))
     return out
 
 
 def format_training_table(results: list[TrainingSpeed]) -> str:
     import pandas as pd
 
-    rows = [{"method": r.method, "network": "UNet", "batch": r.batch_size,
+    rows = [{"method": r.method, "network": r.network, "batch": r.batch_size,
              "steps timed": f"{r.steps[1]} - {r.steps[0]}", "train img/s": f"{r.img_per_s:.4g}"} for r in results]
     return pd.DataFrame(rows).to_markdown(index=False, tablefmt="simple", disable_numparse=True)
 

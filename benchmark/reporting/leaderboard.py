@@ -23,12 +23,11 @@ from ood_bench.data.registry import dataset_title
 from ood_bench.methods.registry import METHODS
 from ood_bench.utils import atomic
 from ood_bench.utils.errors import UserError
+from ood_bench.reporting.formats import EXTENSIONS, FORMATS
 from ood_bench.reporting.latex import latex_tables
 from ood_bench.reporting.metrics import CONVENTIONS
 from ood_bench.reporting.tables import MEAN_GROUP, add_mean_rows, seed_summary
 
-FORMATS = ("csv", "latex", "md", "json")
-EXTENSIONS = {"csv": ".csv", "latex": ".tex", "md": ".md", "json": ".json"}
 RUN_FORMATS = ("csv", "latex", "md")  # written into every run folder
 
 

@@ -39,14 +39,15 @@ from ood_bench.reporting.html import escape_frame, table_html, write_report
 from ood_bench.reporting.plots import auroc_vs_throughput, roc_curves, score_histogram
 from ood_bench.reporting.leaderboard import (Leaderboard, build_leaderboard, format_comparisons, format_per_set, markdown,
                                             P_VALUE_NOTE, method_title, provenance_lines)
-from ood_bench.reporting.tables import MEAN_GROUP, metrics_frame, seed_summary
+from ood_bench.reporting.tables import MEAN_GROUP, artifacts_frame, metrics_frame, seed_summary
 
 SCORES_FILE = "scores.csv"
 METRICS_FILE = "metrics.csv"
 MANIFEST_FILE = "manifest.json"
 # everything a run writes at the top of its folder (see the module docstring)
 OWNED_FILES = (SCORES_FILE, METRICS_FILE, MANIFEST_FILE, "leaderboard.csv", "leaderboard.tex", "leaderboard.md",
-               "per_set.csv", "per_set.md", "comparisons.csv", "comparisons.md", "report.html")
+               "per_set.csv", "per_set.md", "comparisons.csv", "comparisons.md", "artifacts.csv", "artifacts.md",
+               "report.html")
 OWNED_DIRS = ("plots", "examples")
 
 
@@ -155,6 +156,15 @@ def write_run(run_dir: Path, results, id_name: str, manifest: dict,
     for fmt, path in board.write_all(run_dir).items():
         files[f"leaderboard_{fmt}"] = path
 
+    arts = artifacts_frame(results)
+    arts_note = ("shared networks and feature sets: each built once; its build time counts in the fit time of "
+                 "the method it was built (or loaded) for, not again for the methods that shared it")
+    if len(arts):
+        files["artifacts_csv"] = atomic.write_with(run_dir / "artifacts.csv",
+                                                   lambda p: arts.to_csv(p, index=False, float_format="%.6g"))
+        arts_txt = arts.drop(columns=["folder"]).assign(build_s=arts["build_s"].map(lambda v: f"{v:.1f}"))
+        files["artifacts_md"] = atomic.write_text(run_dir / "artifacts.md", markdown(arts_txt, [arts_note]))
+
     per_set = per_set_frame(results, metrics, n_resamples)
     files["per_set_csv"] = atomic.write_with(run_dir / "per_set.csv",
                                              lambda p: per_set.to_csv(p, index=False, float_format="%.6g"))
@@ -181,6 +191,9 @@ def write_run(run_dir: Path, results, id_name: str, manifest: dict,
     if len(comps):
         sections.append(("Paired comparisons", table_html(escape_frame(comps_txt))
                          + f"<p class='note'>{html.escape(p_note)}</p>"))
+    if len(arts):
+        sections.append(("Shared artifacts (built once)", table_html(escape_frame(arts_txt))
+                         + f"<p class='note'>{html.escape(arts_note)}</p>"))
     sections.append(("Metric conventions", "<ul>" + "".join(
         f"<li><b>{k}</b>: {v}</li>" for k, v in manifest.get("conventions", {}).items()) + "</ul>"))
     figures = [("Accuracy vs cost", [(cost_plot, "mean AUROC over OOD sets vs scoring throughput")]),

@@ -17,7 +17,7 @@ from ood_bench.reporting.bootstrap import confidence_intervals, paired_p_values
 from ood_bench.reporting.tables import MEAN_GROUP, entry_name, seed_summary
 
 if TYPE_CHECKING:
-    from ood_bench.results import MethodResult
+    from ood_bench.outcomes import MethodResult
 
 
 def entry_scores(results: list[MethodResult]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:

@@ -19,7 +19,7 @@ import pandas as pd
 from ood_bench.reporting.metrics import METRIC_NAMES, all_metrics
 
 if TYPE_CHECKING:
-    from ood_bench.results import MethodResult
+    from ood_bench.outcomes import MethodResult
 
 COST_COLS = ("fit_s", "img_per_s", "nfe", "steps", "reps", "peak_mem_mib", "id_acc")
 KEY_COLS = ("entry", "method", "score", "primary", "seed", "id")
@@ -86,3 +86,21 @@ def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def finite_or_nan(x: float) -> float:
     return float(x) if x is not None and np.isfinite(x) else float("nan")
+
+
+def artifacts_frame(results: list[MethodResult]) -> pd.DataFrame:
+    """One row per shared artifact of a run (per seed): its kind and key, its build time — counted
+    once, in the fit time of ``built_for`` (the method that got it first: trained or loaded) —
+    how that method got it, and the methods that used the same object (``shared_with``)."""
+    rows: dict[tuple[int, str], dict] = {}
+    for r in results:
+        for a in r.artifacts:
+            row = rows.setdefault((r.seed, a.key), {
+                "seed": r.seed, "kind": a.kind, "key": a.key, "build_s": a.seconds, "built_for": a.owner or r.method,
+                "status": a.status, "shared_with": [], "folder": a.folder})
+            if a.status == "shared":
+                row["shared_with"].append(r.method)
+    out = pd.DataFrame(list(rows.values()), columns=["seed", "kind", "key", "build_s", "built_for", "status",
+                                                     "shared_with", "folder"])
+    out["shared_with"] = out["shared_with"].map(lambda m: ", ".join(m) if m else "-")
+    return out

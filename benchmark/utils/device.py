@@ -107,7 +107,11 @@ def prepare_network(module: torch.nn.Module, device: torch.device, compile: bool
     path (convolutions then run NHWC, what tensor cores want), and ``torch.compile`` when asked
     (``graphs``: CUDA graphs too). ``nn.Module.compile`` keeps the state_dict keys, so saving and
     loading are unaffected; the compilation itself happens on the first call (report that call's
-    time separately)."""
+    time separately). A module already prepared (one network shared by several methods) is left
+    as it is."""
+    if getattr(module, "_ood_bench_prepared", False):
+        return module
+    module._ood_bench_prepared = True
     if fast_path(device):
         module.to(memory_format=torch.channels_last)
     if compile:

@@ -1,7 +1,7 @@
 """The process group as the rest of the code sees it: rank, world size, barrier, object exchange.
 
 Every helper is a no-op (rank 0 of a world of 1) unless a ``torch.distributed`` process group
-has been initialised — by :func:`ood_bench.engine.distributed.setup` under ``torchrun`` or
+has been initialised — by :func:`ood_bench.engine.process_group.setup` under ``torchrun`` or
 ``srun`` — so code written with them behaves exactly as before without a launcher. It lives in
 ``utils`` (the lowest layer) because the training loop in ``methods`` needs it too.
 """

@@ -1,42 +1,39 @@
 """Scores of DiffOOD's classifier alone: MSP and energy, for labelled ID sets.
 
-The classifier is DiffOOD's (:func:`ood_bench.methods.diffood.classifier.fit_classifier`, options
-:class:`~ood_bench.methods.diffood.config.ClassifierOptions`): the same ResNet-18 32×32 and
+The classifier is DiffOOD's (:mod:`ood_bench.methods.classifier`, options
+:class:`~ood_bench.methods.classifier.options.ClassifierOptions`): the same ResNet-18 32×32 and
 recipe. Beside DiffOOD they show what its diffusion denoising adds to the classifier.
 
 - ``msp`` (Hendrycks & Gimpel, ICLR 2017): ``score = −max_k softmax(logits)_k``;
 - ``energy`` (Liu et al., NeurIPS 2020): ``score = E(x) = −T · logsumexp(logits / T)``, T = 1.
 
-Higher = more OOD for both. ``msp`` and ``energy`` share one fitted classifier: they declare the
-same ``fit_family``, so the runner trains it once and caches it for both.
+Higher = more OOD for both. ``msp``, ``energy`` and ``diffood`` ask for the shared
+``"classifier"`` artifact: when their classifier options agree (presets give them the same ones),
+the run trains it once and all three score with that very network.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ood_bench.data.base import ImageDataset
-from ood_bench.data.loading import materialize
 from ood_bench.data.transforms import ImageTransform
-from ood_bench.methods.base import BatchOutput, OODMethod, fit_option, score_option
-from ood_bench.methods.diffood.classifier import Classifier, classifier_file, fit_classifier, new_classifier
-from ood_bench.methods.diffood.config import ClassifierOptions
+from ood_bench.methods.artifacts import ArtifactRequest
+from ood_bench.methods.base import BatchOutput, OODMethod, score_option
+from ood_bench.methods.classifier import ClassifierArtifact, ClassifierRecipe, classifier_request
+from ood_bench.methods.classifier.network import CHECKPOINT_PATTERNS, Classifier, classifier_file, new_classifier
+from ood_bench.methods.pretrained import Weights, hub_weights
 from ood_bench.methods.registry import register_method
-from ood_bench.utils.errors import ConfigError
 
 
 @dataclass
-class ClassifierScoreConfig(ClassifierOptions):
-    """:class:`ClassifierOptions` plus the image options DiffOOD's classifier training reads."""
+class ClassifierScoreConfig(ClassifierRecipe):
+    """The classifier's recipe (:class:`ClassifierRecipe`: options + the image options its
+    training reads) and the score options."""
 
     score: str = score_option("", "msp or energy (set by the method)")
-    image_size: int = fit_option(32, "side the images are resized to")
-    channels: int = fit_option(3, "image channels")
-    hflip: bool = fit_option(True, "random horizontal flips in training")
-    checkpoint_every: int = fit_option(10, "epochs between resumable training checkpoints")
     temperature: float = score_option(1.0, "energy temperature T")
 
     def __post_init__(self) -> None:
@@ -46,10 +43,9 @@ class ClassifierScoreConfig(ClassifierOptions):
 
 
 class ClassifierScore(OODMethod):
-    """Shared part: fit (or load) the classifier; subclasses turn logits into one score."""
+    """Shared part: the classifier artifact; subclasses turn logits into one score."""
 
     needs_labels = True
-    fit_family = "classifier"
     default_batch_size = 512
     config: ClassifierScoreConfig
 
@@ -61,6 +57,10 @@ class ClassifierScore(OODMethod):
         self.report: dict[str, float] = {}
 
     @classmethod
+    def required_weights(cls, config: ClassifierScoreConfig) -> list[Weights]:
+        return hub_weights(config.classifier_path, CHECKPOINT_PATTERNS)
+
+    @classmethod
     def preflight(cls, config: ClassifierScoreConfig) -> None:
         if config.classifier_path:
             classifier_file(config.classifier_path)
@@ -68,18 +68,28 @@ class ClassifierScore(OODMethod):
     def inference_networks(self) -> list[torch.nn.Module]:
         return [self.classifier]
 
+    def requires(self) -> dict[str, ArtifactRequest]:
+        return {"classifier": classifier_request(self.config)}
+
     def fit(self, train: ImageDataset) -> None:
-        x, y = materialize(train, self.transform, 1024, self.ctx.workers)
-        if (y < 0).any():
-            raise ConfigError(f"{self.name} needs class labels, but {train.name} has unlabelled images")
-        self.num_classes = int(train.num_classes)
-        self.classifier, self.report = fit_classifier(self.config, x, y, self.num_classes, self.device,
-                                                      self.ctx.seed, self.ctx.work_dir, self.log,
-                                                      compile=self.training_compile())
+        self.use_classifier()
+
+    def use_classifier(self) -> None:
+        """Take the shared classifier (the engine filled ``self.artifacts``)."""
+        art: ClassifierArtifact = self.artifacts["classifier"]
+        self.classifier, self.num_classes, self.report = art.classifier, art.num_classes, art.fit_report()
 
     def build_untrained(self, num_classes: int) -> None:
         self.num_classes = num_classes
         self.classifier = new_classifier(self.config, num_classes).to(self.device).eval()
+
+    def logits(self, data: ImageDataset) -> torch.Tensor:
+        """The classifier's logits ``(N, K)`` of ``data``."""
+        return self.map_batches(data, lambda x: self.classifier(x)[0])
+
+    def embed(self, data: ImageDataset) -> torch.Tensor:
+        """The classifier's penultimate features ``(N, 8·width)`` of ``data``."""
+        return self.map_batches(data, lambda x: self.classifier(x)[1])
 
     def logits_score(self, logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -89,15 +99,11 @@ class ClassifierScore(OODMethod):
         return BatchOutput({self.config.score: self.logits_score(logits)}, predictions=logits.argmax(1))
 
     def save(self, directory: Path) -> None:
-        torch.save(self.classifier.state_dict(), directory / "classifier.pt")
-        (directory / "classifier.json").write_text(json.dumps({"num_classes": self.num_classes, "report": self.report}))
+        """Nothing of its own: the classifier is the shared artifact (its folder's
+        ``classifier.pt`` is reusable as ``classifier_path``)."""
 
     def load(self, directory: Path) -> None:
-        meta = json.loads((directory / "classifier.json").read_text())
-        self.num_classes, self.report = meta["num_classes"], meta["report"]
-        clf = new_classifier(self.config, self.num_classes)
-        clf.load_state_dict(torch.load(directory / "classifier.pt", map_location="cpu", weights_only=True))
-        self.classifier = clf.to(self.device).eval()
+        self.use_classifier()
 
     def cost(self) -> dict[str, float]:
         return {"classifier": 1.0}

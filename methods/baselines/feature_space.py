@@ -2,10 +2,15 @@
 
 Both use the multi-layer feature vector DLSR reconstructs (:mod:`ood_bench.methods.features`,
 options :class:`~ood_bench.methods.features.FeatureOptions`: same backbone, layers, size and
-per-layer standardisation), so beside DLSR they show what its diffusion model adds.
+per-layer standardisation), so beside DLSR they show what its diffusion model adds. The
+extractor and the ID training vectors are the shared ``"features"`` artifact
+(:mod:`ood_bench.methods.feature_set`): with DLSR's options, DLSR's very vectors.
 
 - ``mahalanobis``: ``(z − μ)ᵀ Σ⁻¹ (z − μ)`` with Σ the Ledoit–Wolf estimate, one Gaussian for
-  the whole ID set (unsupervised, as DLSR; Lee et al. 2018 fit one per class).
+  the whole ID set (``gaussian=single``, the default: unsupervised, as DLSR); or Lee et al.
+  (2018)'s class-conditional form with a tied covariance (``gaussian=class``: one mean per class,
+  the empirical covariance of the class-centred vectors, distance to the closest class mean —
+  what pytorch-ood and OpenOOD call Mahalanobis; needs ID labels).
 - ``knn`` (Sun et al., ICML 2022): L2-normalise the vectors, score = Euclidean distance to the
   k-th nearest ID training vector (paper: k = 50 on CIFAR-10). The paper uses a classifier's
   penultimate features; here they are DLSR's, by design of the comparison.
@@ -22,9 +27,12 @@ import torch.nn.functional as F
 
 from ood_bench.data.base import ImageDataset
 from ood_bench.data.transforms import ImageTransform
-from ood_bench.methods.base import BatchOutput, OODMethod, score_option
+from ood_bench.methods.artifacts import ArtifactRequest
+from ood_bench.methods.base import BatchOutput, OODMethod, fit_option, score_option
+from ood_bench.methods.feature_set import features_request
 from ood_bench.methods.baselines.gaussian import Gaussian
-from ood_bench.methods.features import FeatureOptions, MultiLayerFeatures, build_features, extract_features
+from ood_bench.methods.features import FeatureOptions, MultiLayerFeatures, build_features
+from ood_bench.methods.pretrained import Weights
 from ood_bench.methods.registry import register_method
 from ood_bench.utils.device import autocast
 from ood_bench.utils.errors import ConfigError
@@ -41,36 +49,59 @@ class FeatureSpaceMethod(OODMethod):
         self.features: MultiLayerFeatures | None = None
 
     @classmethod
+    def required_weights(cls, config: FeatureOptions) -> list[Weights]:
+        return config.required_weights()
+
+    @classmethod
     def preflight(cls, config: FeatureOptions) -> None:
         config.check_weights()
 
     def inference_networks(self) -> list[torch.nn.Module]:
         return [self.features]
 
+    def requires(self) -> dict[str, ArtifactRequest]:
+        return {"features": features_request(self.config)}
+
     def _ensure_features(self) -> MultiLayerFeatures:
+        """The frozen extractor: the shared artifact's (one of its own for untrained speed runs)."""
         if self.features is None:
-            self.features, _ = build_features(self.config, self.device)
+            art = self.artifacts.get("features")
+            self.features = art.extractor if art is not None else build_features(self.config, self.device)[0]
         return self.features
 
     def train_vectors(self, train: ImageDataset) -> torch.Tensor:
-        return extract_features(self._ensure_features(), train, self.loader_transform(), self.ctx.batch_size,
-                                self.ctx.workers, self.device, f"{self.name} features {train.name}")
+        """The ID training vectors ``(N, c)`` (float32, CPU): the shared artifact's."""
+        self._ensure_features()
+        return self.artifacts["features"].vectors
 
     def vectors(self, x: torch.Tensor) -> torch.Tensor:
         with autocast(self.device):
             return self.features(x).float()
+
+    def embed(self, data: ImageDataset) -> torch.Tensor:
+        """DLSR's multi-layer feature vectors ``(N, c)`` of ``data`` (what the score compares)."""
+        self._ensure_features()
+        return self.map_batches(data, self.vectors)
 
     def cost(self) -> dict[str, float]:
         return {"backbone": 1.0}
 
 
 # ------------------------------------------------------------------------------ Mahalanobis
+GAUSSIAN_FORMS = ("single", "class")
+
+
 @dataclass
 class FeatureMahalanobisConfig(FeatureOptions):
     score: str = score_option("mahalanobis", "the only score: squared Mahalanobis distance")
+    gaussian: str = fit_option("single", "single: one Ledoit-Wolf Gaussian of the ID set (unsupervised) | class: one "
+                                         "mean per class, tied empirical covariance, closest class (Lee et al. 2018; "
+                                         "needs labels)")
 
     def __post_init__(self) -> None:
         self.require_own_score()
+        if self.gaussian not in GAUSSIAN_FORMS:
+            raise ValueError(f"gaussian must be one of {GAUSSIAN_FORMS}, got {self.gaussian!r}")
 
 
 @register_method("mahalanobis")
@@ -87,7 +118,14 @@ class FeatureMahalanobis(FeatureSpaceMethod):
         self.report: dict[str, float] = {}
 
     def fit(self, train: ImageDataset) -> None:
-        self.report["shrinkage"] = self.gaussian.fit(self.train_vectors(train), self.device)
+        if self.config.gaussian == "class":
+            labels = self.artifacts["features"].labels
+            if not train.has_labels or (labels < 0).any():
+                raise ConfigError(f"mahalanobis.gaussian=class needs class labels, but {train.name} is unlabelled; "
+                                  f"use a labelled ID set or --set mahalanobis.gaussian=single")
+            self.report["classes"] = float(self.gaussian.fit_classes(self.train_vectors(train), labels, self.device))
+        else:
+            self.report["shrinkage"] = self.gaussian.fit(self.train_vectors(train), self.device)
 
     def build_untrained(self, num_classes: int) -> None:
         self.gaussian.random(self._ensure_features().dim, self.device)

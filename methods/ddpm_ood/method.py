@@ -39,7 +39,9 @@ from ood_bench.methods.ddpm_ood.plms import chain_evaluations, reconstruct
 from ood_bench.methods.ddpm_ood.zscores import ZStats, key
 from ood_bench.methods.lmd.distances import DISTANCE_TYPES, Distance, build_distance, check_lpips_weights
 from ood_bench.methods.registry import register_method
-from ood_bench.methods.unet import PixelDiffusionMethod, load_unet
+from ood_bench.methods.pixel_diffusion import PixelDiffusionMethod
+from ood_bench.methods.pretrained import Weights, hub_weights
+from ood_bench.methods.unet import load_unet
 
 STATS_FILE = "zstats.json"
 # score options the z-statistics depend on (a change re-measures the validation images)
@@ -96,6 +98,10 @@ class DDPMOOD(PixelDiffusionMethod):
 
     def budget(self) -> dict[str, float]:
         return {"steps": float(self.config.inference_steps), "reps": float(len(self.config.starts()))}
+
+    @classmethod
+    def required_weights(cls, config: DDPMOODConfig) -> list[Weights]:
+        return [*([Weights(name="alexnet")] if "lpips" in config.metrics else []), *hub_weights(config.unet)]
 
     @classmethod
     def preflight(cls, config: DDPMOODConfig) -> None:

@@ -3,30 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ood_bench.methods.base import MethodConfig, fit_option, score_option
+from ood_bench.methods.base import fit_option, score_option
+from ood_bench.methods.classifier.options import ClassifierOptions
 from ood_bench.methods.unet import PixelDiffusionConfig
 
 SPACES = ("logit", "feature", "pixel")
-
-
-@dataclass
-class ClassifierOptions(MethodConfig):
-    """DiffOOD's classifier and its training (the paper's ResNet-18 32x32, OpenOOD recipe).
-
-    Shared with the MSP and energy baselines, so they score with the same network and recipe.
-    """
-
-    classifier_path: str = fit_option("", "a trained classifier instead of training (ours or OpenOOD's ResNet18_32x32): "
-                                          "a checkpoint file, or a folder / Hugging Face repo id holding classifier.pt")
-    classifier_width: int = fit_option(64, "ResNet-18 stem/first-stage width")
-    classifier_size: int = fit_option(32, "side the classifier sees: images are resized (bilinear) to it, "
-                                          "the ResNet-18 32x32's design resolution (0 = the image size)")
-    classifier_epochs: int = fit_option(100, "SGD epochs")
-    classifier_lr: float = fit_option(0.1, "SGD learning rate (cosine schedule)")
-    classifier_momentum: float = fit_option(0.9, "SGD momentum (Nesterov)")
-    classifier_weight_decay: float = fit_option(5e-4, "SGD weight decay")
-    classifier_batch_size: int = fit_option(128, "classifier batch size")
-    classifier_crop_pad: int = fit_option(4, "random-crop padding at 32 px (0 = no crop augmentation)")
 
 
 @dataclass

@@ -4,10 +4,12 @@ A classifier is over-confident on some regions of input space. Noise an image a 
 denoise it with a class-conditional diffusion model guided toward the classifier's prediction:
 ID images come back close in the classifier's eyes; OOD images move.
 
-Fit (needs ID labels): the ResNet-18 32×32 classifier (:mod:`ood_bench.methods.diffood.classifier`; SGD
+Fit (needs ID labels): two shared artifacts, each trained once per recipe and run — the
+ResNet-18 32×32 classifier (artifact ``"classifier"``, :mod:`ood_bench.methods.classifier`, the
+one MSP and energy score with when their options agree; SGD
 lr 0.1, momentum 0.9 Nesterov, wd 5e-4, cosine, crop + flip; it sees every image resized to
 ``classifier_size`` = 32 px, its design resolution, whatever the diffusion model's size) and a
-class-conditional ``UNet2DModel`` with ``num_class_embeds = K + 1`` (index K = null class; labels dropped to null
+class-conditional ``UNet2DModel`` (artifact ``"cond-ddpm-unet"``, :mod:`ood_bench.methods.ddpm`) with ``num_class_embeds = K + 1`` (index K = null class; labels dropped to null
 with probability 0.1), linear betas 1e-4..0.02 over 1000 steps, ε-prediction, AdamW, warmup,
 clipping at 1, EMA — the released code's 5000 epochs and ε-loss summed over C×H×W by default
 (``epochs``, ``loss_reduction``). Either can be loaded instead, by folder or Hugging Face repo id (``classifier_path``, ``unet``).
@@ -30,23 +32,25 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, UNet2DModel
+from diffusers import DDIMScheduler
 
 from ood_bench.utils.errors import ConfigError
 from ood_bench.methods.registry import register_method
 from ood_bench.data.base import ImageDataset
-from ood_bench.data.loading import materialize
+from ood_bench.methods.artifacts import ArtifactRequest
 from ood_bench.methods.base import BatchOutput
-from ood_bench.methods.diffood.classifier import (Classifier, classifier_file, fit_classifier, new_classifier,
-                                                  save_classifier)
+from ood_bench.methods.classifier import ClassifierArtifact, classifier_request
+from ood_bench.methods.classifier.network import CHECKPOINT_PATTERNS, Classifier, classifier_file, new_classifier
+from ood_bench.methods.ddpm import ConditionalDDPMArtifact, cond_ddpm_request
 from ood_bench.methods.diffood.config import DiffOODConfig
 from ood_bench.methods.diffood.guidance import ddim_scheduler, ddim_timesteps, guided_denoise
-from ood_bench.methods.unet import PixelDiffusionMethod, load_unet, train_unet, unet_from_config
+from ood_bench.methods.pixel_diffusion import PixelDiffusionMethod
+from ood_bench.methods.pretrained import Weights, hub_weights
+from ood_bench.methods.unet import load_unet, unet_from_config
 
 
 @register_method("diffood")
@@ -83,6 +87,10 @@ class DiffOOD(PixelDiffusionMethod):
         return {"steps": float(sum(len(ddim_timesteps(t, c.stride)) for t in c.timesteps)), "reps": float(c.repeats)}
 
     @classmethod
+    def required_weights(cls, config: DiffOODConfig) -> list[Weights]:
+        return [*hub_weights(config.unet), *hub_weights(config.classifier_path, CHECKPOINT_PATTERNS)]
+
+    @classmethod
     def preflight(cls, config: DiffOODConfig) -> None:
         if config.classifier_path:
             classifier_file(config.classifier_path)
@@ -90,48 +98,41 @@ class DiffOOD(PixelDiffusionMethod):
             load_unet(config.unet, config.image_size, config.channels)
 
     # ------------------------------------------------------------------ fit
+    def requires(self) -> dict[str, ArtifactRequest]:
+        c = self.config
+        return {"classifier": classifier_request(c), "unet": cond_ddpm_request(c, c.label_dropout)}
+
     def fit(self, train_set: ImageDataset) -> None:
-        x, y = materialize(train_set, self.transform, 1024, self.ctx.workers)
-        if (y < 0).any():
-            raise ConfigError(f"diffood needs class labels, but {train_set.name} has unlabelled images")
-        self.num_classes = int(train_set.num_classes)
-        self.classifier = self._fit_classifier(x, y)
-        self.unet = self._fit_unet(x, y)
+        self.use_artifacts()
 
-    def _new_classifier(self) -> Classifier:
-        """An untrained classifier at the configured width and input size, for ``self.num_classes`` classes."""
-        return new_classifier(self.config, self.num_classes)
-
-    def _fit_classifier(self, x: torch.Tensor, y: torch.Tensor) -> Classifier:
-        clf, report = fit_classifier(self.config, x, y, self.num_classes, self.device, self.ctx.seed,
-                                     self.ctx.work_dir, self.log, compile=self.training_compile())
-        self.report.update(report)
-        return clf
+    def use_artifacts(self) -> None:
+        """Take the shared classifier and class-conditional UNet (the engine filled ``self.artifacts``)."""
+        clf: ClassifierArtifact = self.artifacts["classifier"]
+        unet: ConditionalDDPMArtifact = self.artifacts["unet"]
+        if unet.num_classes != clf.num_classes:
+            raise ConfigError(f"diffood: the classifier has {clf.num_classes} classes, the UNet {unet.num_classes}")
+        self.classifier, self.num_classes = clf.classifier, clf.num_classes
+        self.unet, self.scheduler = unet.unet, unet.scheduler
+        self.report = {**clf.fit_report(), **unet.fit_report()}
 
     def build_untrained(self, num_classes: int) -> None:
         c = self.config
         self.num_classes = num_classes
-        self.classifier = self._new_classifier().to(self.device).eval()
+        self.classifier = new_classifier(c, num_classes).to(self.device).eval()
         self.unet = unet_from_config(c, num_classes + 1).to(self.device).eval()
 
     def inference_networks(self) -> list[torch.nn.Module]:
         return [self.classifier, self.unet]
 
-    def _fit_unet(self, x: torch.Tensor, y: torch.Tensor) -> UNet2DModel:
-        c = self.config
-        if c.unet:
-            unet = self.load_pretrained_unet()
-            if unet.config.num_class_embeds != self.num_classes + 1:
-                raise ConfigError(f"UNet {c.unet} has {unet.config.num_class_embeds} class embeddings; "
-                                  f"diffood needs {self.num_classes + 1} (classes + null)")
-            return unet.to(self.device).eval()
-        res = train_unet(c, x, self.device, self.ctx.seed, self.ctx.work_dir, desc="diffood UNet",
-                         labels=y, num_classes=self.num_classes, label_dropout=c.label_dropout,
-                         compile=self.training_compile())
-        self.report["unet_final_loss"] = res.epoch_losses[-1]
-        return res.model
-
     # ------------------------------------------------------------------ score
+    def logits(self, data: ImageDataset) -> torch.Tensor:
+        """The classifier's logits ``(N, K)`` of ``data``."""
+        return self.map_batches(data, lambda x: self.classifier(x)[0])
+
+    def embed(self, data: ImageDataset) -> torch.Tensor:
+        """The classifier's penultimate features ``(N, 8·width)`` of ``data``."""
+        return self.map_batches(data, lambda x: self.classifier(x)[1])
+
     def _views(self, x01: torch.Tensor) -> dict[str, torch.Tensor]:
         """L2-normalised representations of images in [0, 1], by space."""
         logits, feats = self.classifier(x01)
@@ -171,17 +172,11 @@ class DiffOOD(PixelDiffusionMethod):
 
     # ------------------------------------------------------------------ state, cost
     def save(self, directory: Path) -> None:
-        save_classifier(self.classifier, directory)  # classifier.pt: reusable as classifier_path=<directory>
-        self.save_diffusion(directory)
-        (directory / "diffood.json").write_text(json.dumps({"num_classes": self.num_classes, "report": self.report}))
+        """Nothing of its own: the classifier and the UNet are shared artifacts (their folders hold
+        ``classifier.pt``, reusable as ``classifier_path``, and diffusers ``unet/``, as ``unet``)."""
 
     def load(self, directory: Path) -> None:
-        meta = json.loads((directory / "diffood.json").read_text())
-        self.num_classes, self.report = meta["num_classes"], meta["report"]
-        self.classifier = self._new_classifier()
-        self.classifier.load_state_dict(torch.load(directory / "classifier.pt", map_location="cpu", weights_only=True))
-        self.classifier = self.classifier.to(self.device).eval()
-        self.load_diffusion(directory)
+        self.use_artifacts()
 
     def cost(self) -> dict[str, float]:
         c = self.config

@@ -1,7 +1,8 @@
 """DLSR: diffusion-based layer-wise semantic reconstruction (Yang et al., NeurIPS 2024).
 
-Fit: extract the multi-layer feature vector ``z0`` (:mod:`ood_bench.methods.dlsr.features`) of every ID
-training image with the frozen backbone, then train the LFDN (:mod:`ood_bench.methods.dlsr.lfdn`) to
+Fit: the multi-layer feature vector ``z0`` (:mod:`ood_bench.methods.features`) of every ID
+training image with the frozen backbone — the shared ``"features"`` artifact
+(:mod:`ood_bench.methods.feature_set`), extracted once for DLSR, Mahalanobis and kNN — then train the LFDN (:mod:`ood_bench.methods.dlsr.lfdn`) to
 predict ``z0`` from ``z_t``, ``t ~ U{0..T-1}``, on the 100-step scaled-linear schedule
 (diffusers ``DDPMScheduler``, ``prediction_type="sample"``). EMA weights after the first epoch
 and at the end are kept.
@@ -47,17 +48,18 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from ood_bench.utils import atomic
 from ood_bench.utils.device import autocast
 from ood_bench.utils.progress import log
 from ood_bench.methods.registry import register_method
 from ood_bench.data.base import ImageDataset
 from ood_bench.data.transforms import ImageTransform
+from ood_bench.methods.artifacts import ArtifactRequest
 from ood_bench.methods.base import BatchOutput, OODMethod
+from ood_bench.methods.feature_set import FeaturesArtifact, features_request
 from ood_bench.methods.dlsr.config import DLSRConfig
 from ood_bench.methods.features import MultiLayerFeatures, build_features, extract_features, layerwise_cosine
 from ood_bench.methods.dlsr.lfdn import LFDN
-from ood_bench.methods.pretrained import load_pretrained_model, pretrained_folder
+from ood_bench.methods.pretrained import Weights, hub_weights, load_pretrained_model, pretrained_folder
 from ood_bench.methods.training import TrainSpec, seed_network, train
 from ood_bench.utils.errors import ConfigError
 
@@ -93,6 +95,10 @@ class DLSR(OODMethod):
         return {"steps": float(self.config.t + 1), "reps": 1.0}
 
     @classmethod
+    def required_weights(cls, config: DLSRConfig) -> list[Weights]:
+        return [*config.required_weights(), *hub_weights(config.lfdn)]
+
+    @classmethod
     def preflight(cls, config: DLSRConfig) -> None:
         config.check_weights()
         if config.lfdn:
@@ -126,10 +132,26 @@ class DLSR(OODMethod):
         sched.set_timesteps(self.config.timesteps)  # stride 1: t → t−1 → … → 0 → clean
         return sched
 
+    def requires(self) -> dict[str, ArtifactRequest]:
+        # a pretrained LFDN needs the extractor only, not the training vectors
+        return {} if self.config.lfdn else {"features": features_request(self.config)}
+
     def _ensure_features(self) -> MultiLayerFeatures:
+        """The frozen extractor: the shared artifact's, or (pretrained LFDN, speed) one of its own."""
         if self.features is None:
-            self.features, self.backbone_info = build_features(self.config, self.device)
+            art: FeaturesArtifact | None = self.artifacts.get("features")
+            self.features = art.extractor if art is not None else build_features(self.config, self.device)[0]
         return self.features
+
+    def embed(self, data: ImageDataset) -> torch.Tensor:
+        """The multi-layer feature vectors ``z0`` ``(N, c)`` of ``data`` (what the LFDN reconstructs)."""
+        feats = self._ensure_features()
+
+        def z0(x: torch.Tensor) -> torch.Tensor:
+            with autocast(self.device):
+                return feats(x).float()
+
+        return self.map_batches(data, z0)
 
     def extract(self, data: ImageDataset, desc: str) -> torch.Tensor:
         """Feature vectors ``(N, c)`` of every image, in dataset order (float32, CPU)."""
@@ -143,15 +165,7 @@ class DLSR(OODMethod):
             self._use_pretrained()
             return
         work = self.ctx.work_dir
-        cache = work / "train_features.pt" if work is not None else None
-        if cache is not None and cache.is_file():
-            z = torch.load(cache, weights_only=True)
-            self._ensure_features()
-            self.log(f"reusing {len(z)} cached training features")
-        else:
-            z = self.extract(train_set, f"dlsr features {train_set.name}")
-            if cache is not None:
-                atomic.write_with(cache, lambda p: torch.save(z, p))
+        z = self.artifacts["features"].vectors
         feats = self._ensure_features()
         self.log(f"training LFDN (dim {feats.dim}, width {c.width}, {c.blocks} blocks) on {len(z)} vectors")
         sched = self.noise_scheduler()
@@ -167,15 +181,13 @@ class DLSR(OODMethod):
 
         spec = TrainSpec(epochs=c.epochs, batch_size=c.train_batch_size, lr=c.lr, weight_decay=c.weight_decay,
                          ema_decay=c.ema_decay, keep_first_epoch=True, drop_last=False)
-        seed_network(self.ctx.seed, "dlsr LFDN")  # same initial weights whether features were cached or not
+        seed_network(self.ctx.seed, "dlsr LFDN")  # same initial weights whether the features were cached or not
         res = train(LFDN(feats.dim, c.width, c.blocks), (z,), loss_fn, spec, self.device,
                     self.ctx.seed, work, desc="dlsr LFDN", compile=self.training_compile())
         self.model = res.model
         self.first_model = LFDN(feats.dim, c.width, c.blocks).to(self.device).eval()
         self.first_model.load_state_dict(res.first_epoch_state)
         self.losses = res.epoch_losses
-        if cache is not None:
-            cache.unlink(missing_ok=True)
 
     def _use_pretrained(self) -> None:
         feats = self._ensure_features()

@@ -42,7 +42,9 @@ from ood_bench.methods.lmd.config import LMDConfig
 from ood_bench.methods.lmd.distances import DISTANCE_TYPES, Distance, build_distance, check_lpips_weights
 from ood_bench.methods.lmd.inpaint import inpaint, sampler
 from ood_bench.methods.lmd.masks import make_masks
-from ood_bench.methods.unet import PixelDiffusionMethod, load_unet
+from ood_bench.methods.pixel_diffusion import PixelDiffusionMethod
+from ood_bench.methods.pretrained import Weights, hub_weights
+from ood_bench.methods.unet import load_unet
 
 
 @register_method("lmd")
@@ -71,6 +73,10 @@ class LMD(PixelDiffusionMethod):
 
     def budget(self) -> dict[str, float]:
         return {"steps": float(self.config.steps), "reps": float(self.config.reps)}
+
+    @classmethod
+    def required_weights(cls, config: LMDConfig) -> list[Weights]:
+        return [*([Weights(name="alexnet")] if "lpips" in config.distances else []), *hub_weights(config.unet)]
 
     @classmethod
     def preflight(cls, config: LMDConfig) -> None:

@@ -1,4 +1,4 @@
-"""The classifier under DiffOOD: ResNet-18 for 32×32 inputs (OpenOOD's ``ResNet18_32x32``).
+"""The classifier of DiffOOD, MSP and energy: ResNet-18 for 32×32 inputs (OpenOOD's ``ResNet18_32x32``).
 
 A 3×3 stride-1 stem without max-pool, then four stages of two timm ``BasicBlock``s with widths
 ``(w, 2w, 4w, 8w)`` (w = 64 in the paper) and strides (1, 2, 2, 2), global average pooling and a
@@ -28,7 +28,7 @@ from ood_bench.utils.errors import MissingWeightsError
 from ood_bench.methods.unet import random_hflip
 
 if TYPE_CHECKING:
-    from ood_bench.methods.diffood.config import ClassifierOptions
+    from ood_bench.methods.classifier.options import ClassifierOptions
 
 
 def _stage(inplanes: int, planes: int, stride: int, blocks: int = 2) -> nn.Sequential:
