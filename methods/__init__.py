@@ -1,7 +1,7 @@
 """OOD detection methods. Importing this package registers every built-in method.
 
-Each method lives in its own subpackage (``dlsr/``, ``lmd/``, ``diffood/``, ``baselines/``,
-``likelihood/``); the
+Each method lives in its own subpackage (``dlsr/``, ``lmd/``, ``diffood/``, ``ddpm_ood/``, ``msma/``,
+``diffpath/``, ``likelihood/``, ``baselines/``); the post-hoc densities (density.py, posthoc.py) and the
 shared pieces (contract, registry, shared artifacts (artifacts.py, the ID DDPM in ddpm.py), backbones, training loop, UNet factory) sit beside them.
 Methods of other packages register through entry points or ``--plugin``
 (:mod:`ood_bench.plugins`).
@@ -16,6 +16,7 @@ from ood_bench.methods import classifier as _classifier  # noqa: F401  (register
 from ood_bench.methods import dlsr as _dlsr  # noqa: F401  (registers "dlsr")
 from ood_bench.methods import lmd as _lmd  # noqa: F401  (registers "lmd")
 from ood_bench.methods import diffood as _diffood  # noqa: F401  (registers "diffood")
+from ood_bench.methods import ddpm_ood as _ddpm_ood  # noqa: F401  (registers "ddpm-ood")
 from ood_bench.methods import baselines as _baselines  # noqa: F401  (registers the baselines)
 from ood_bench.methods import likelihood as _likelihood  # noqa: F401  (registers "diffusion-nll", "diffusion-ic")
 from ood_bench.methods import msma as _msma  # noqa: F401  (registers "msma")
