@@ -1,6 +1,6 @@
 """DLSR: diffusion-based layer-wise semantic reconstruction (Yang et al., NeurIPS 2024).
 
-Fit: extract the multi-layer feature vector ``z0`` (:mod:`ood_bench.methods.dlsr.features`) of every ID
+Fit: extract the multi-layer feature vector ``z0`` (:mod:`ood_bench.methods.features`) of every ID
 training image with the frozen backbone, then train the LFDN (:mod:`ood_bench.methods.dlsr.lfdn`) to
 predict ``z0`` from ``z_t``, ``t ~ U{0..T-1}``, on the 100-step scaled-linear schedule
 (diffusers ``DDPMScheduler``, ``prediction_type="sample"``). EMA weights after the first epoch
