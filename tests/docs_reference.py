@@ -89,6 +89,34 @@ def method_options(name: str) -> dict[str, tuple[str, str, str]]:
     return out
 
 
+def default_value(name: str, option: str):
+    """The default of ``option`` in ``name``'s config dataclass, tuples as lists."""
+    import ood_bench.methods  # noqa: F401
+    from ood_bench.methods.registry import METHODS
+
+    f = {f.name: f for f in dataclasses.fields(METHODS.get(name).config_cls)}[option]
+    v = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return list(v) if isinstance(v, tuple) else v
+
+
+def own_options(name: str) -> list[str]:
+    """Options the method's config class declares itself, or inherits from a class defined in the
+    method's own package; options of shared groups (``MethodConfig``, ``FeatureOptions``,
+    ``PixelDiffusionConfig``, ``ClassifierOptions``, ...) from other modules may instead be
+    documented on the page of the method that owns the group."""
+    import ood_bench.methods  # noqa: F401
+    from ood_bench.methods.registry import METHODS
+
+    method = METHODS.get(name)
+    package = method.__module__.rsplit(".", 1)[0]
+    own: list[str] = []
+    for klass in method.config_cls.__mro__:
+        if klass.__module__.rsplit(".", 1)[0] != package and klass is not method.config_cls:
+            continue
+        own += [n for n in vars(klass).get("__annotations__", {}) if n not in own]
+    return [f.name for f in dataclasses.fields(method.config_cls) if f.name in own]
+
+
 def options_table(name: str) -> str:
     rows = ["| option | stage | default | meaning |", "|---|---|---|---|"]
     for opt, (stage, default, help_) in method_options(name).items():

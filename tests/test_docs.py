@@ -26,12 +26,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from docs_reference import COMMON, builtin_methods, cli_flags, method_options, parser, subcommands
+from docs_reference import builtin_methods, cli_flags, default_value, method_options, own_options, parser, subcommands
 from readme_examples import README, ROOT, doc_files, marked_examples
 
 DOCS = ROOT / "docs"
-METHOD_SECTIONS = ("Idea", "Options", "Cost", "Differences from the paper and the released code",
-                   "The paper's numbers", "Reproduce")
+# a method page's sections, matched by the start of their heading (case-insensitive)
+METHOD_SECTIONS = ("Idea", "Options", "Cost", "Differences", "The paper's numbers", "Reproduce")
 SHELL = {"bash", "sh", "shell", "console"}
 
 
@@ -251,19 +251,68 @@ def check_code_blocks(path: Path, text: str, make_targets: set[str]) -> list[str
     return problems
 
 
+def markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Each Markdown table as (lower-cased header cells, body rows)."""
+    tables, lines = [], text.splitlines()
+    split = lambda line: [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+    for i in range(len(lines) - 1):
+        if lines[i].startswith("|") and re.match(r"^\|[\s:|-]+\|\s*$", lines[i + 1]) and \
+                (i == 0 or not lines[i - 1].startswith("|")):
+            body = []
+            for line in lines[i + 2:]:
+                if not line.startswith("|"):
+                    break
+                body.append(split(line))
+            tables.append(([c.lower() for c in split(lines[i])], body))
+    return tables
+
+
+def _same_default(documented: str, actual) -> bool:
+    try:
+        value = yaml.safe_load(documented.strip().strip("`"))
+    except yaml.YAMLError:
+        return False
+    if isinstance(actual, float) and not isinstance(actual, bool):
+        try:
+            return float(value) == actual
+        except (TypeError, ValueError):
+            return False
+    if value is None and actual == "":
+        return False
+    return value == actual
+
+
 def check_options_table(name: str, page: str) -> list[str]:
-    """The page's ``## Options`` table lists exactly the config fields, with their stage and default."""
+    """The page's options table (under a heading starting with "Options"; columns named
+    ``option`` and ``default``, optionally ``stage``) documents options that exist, with their
+    real defaults (and stages), and lists every option the method declares itself
+    (:func:`docs_reference.own_options`)."""
+    secs = sections(page)
+    title = next((t for t in secs if t.lower().startswith("options")), None)
+    if title is None:
+        return [f"{name}: no '## Options' section"]
     want = method_options(name)
-    rows = {}
-    for cells in table_rows(sections(page).get("Options", "")):
-        m = re.fullmatch(r"`([\w.-]+)`", cells[0])
-        if m and len(cells) >= 3:
-            rows[m.group(1)] = (cells[1], cells[2].strip("`"))
-    problems = [f"{name}: option {o!r} is not in the page's options table" for o in want if o not in rows]
+    rows: dict[str, tuple[str | None, str]] = {}
+    for header, body in markdown_tables(secs[title]):
+        if "option" not in header or not any("default" in h for h in header):
+            continue
+        io_, id_ = header.index("option"), next(k for k, h in enumerate(header) if "default" in h)
+        is_ = header.index("stage") if "stage" in header else None
+        for cells in body:
+            m = re.fullmatch(r"`([\w.-]+)`", cells[io_]) if len(cells) > max(io_, id_) else None
+            if m:
+                rows[m.group(1)] = (cells[is_] if is_ is not None else None, cells[id_])
+    if not rows:
+        return [f"{name}: the Options section has no table with `option` and `default` columns"]
+    problems = [f"{name}: option {o!r} is not in the page's options table" for o in own_options(name) if o not in rows]
     problems += [f"{name}: the options table lists {o!r}, which {name}'s config does not have" for o in rows if o not in want]
-    for o, (stage, default, _) in want.items():
-        if o in rows and rows[o] != (stage, default):
-            problems.append(f"{name}: option {o!r} is documented as {rows[o]}, the code says ({stage!r}, {default!r})")
+    for o, (stage, default) in rows.items():
+        if o not in want:
+            continue
+        if not _same_default(default, default_value(name, o)):
+            problems.append(f"{name}: option {o!r} is documented with default {default.strip('`')}, the code's is {want[o][1]}")
+        if stage is not None and stage != want[o][0]:
+            problems.append(f"{name}: option {o!r} is documented as a {stage} option, the code says {want[o][0]}")
     if problems:
         problems.append(f"(`python tests/docs_reference.py options {name}` prints the table)")
     return problems
@@ -344,7 +393,8 @@ def test_every_registered_method_has_a_page_and_every_page_a_method():
 def test_method_page_has_its_sections_options_and_rows(name):
     page = (DOCS / "methods" / f"{name}.md")
     text = page.read_text()
-    missing = [s for s in METHOD_SECTIONS if s not in sections(text)]
+    headings = [h.lower() for h in sections(text)]
+    missing = [s for s in METHOD_SECTIONS if not any(h.startswith(s.lower()) for h in headings)]
     assert missing == [], f"docs/methods/{name}.md lacks '## {missing[0]}'"
     assert check_options_table(name, text) == []
     link = f"(docs/methods/{name}.md)"
@@ -384,8 +434,19 @@ def test_the_checks_catch_broken_docs(tmp_path):
     assert any("--lim1t" in p for p in check_cli_reference(text.replace("`--limit`", "`--lim1t`")))
 
     dlsr = (DOCS / "methods" / "dlsr.md").read_text()
-    assert any("'t'" in p for p in check_options_table("dlsr", dlsr.replace("| `t` |", "| `t_gone` |")))
-    assert any("documented as" in p for p in check_options_table("dlsr", dlsr.replace("| `t` | score | `3` |", "| `t` | score | `4` |")))
+    assert check_options_table("dlsr", dlsr) == []
+    gone = check_options_table("dlsr", dlsr.replace("| `t` |", "| `t_gone` |"))
+    assert any("'t'" in p for p in gone) and any("'t_gone'" in p for p in gone)
+    assert any("default 4" in p for p in check_options_table("dlsr", dlsr.replace("| `t` | score | `3` |", "| `t` | score | `4` |")))
+    assert any("fit option" in p for p in check_options_table("dlsr", dlsr.replace("| `t` | score |", "| `t` | fit |")))
+    # another layout (no stage column, unquoted defaults) is read the same way
+    other = "## Options\n\n| option | default | meaning |\n|---|---|---|\n" + "\n".join(
+        f"| `{o}` | {d} | x |" for o, (_, d, _) in method_options("knn").items()) + "\n\n## Cost\n"
+    assert check_options_table("knn", other) == []
+    assert any("default 7" in p for p in check_options_table("knn", other.replace("| `k` | 50 |", "| `k` | 7 |")))
+    # shared groups may be documented elsewhere; the method's own options may not be left out
+    assert set(own_options("knn")) == {"score", "k"} and "backbone" in method_options("knn")
+    assert "t" in own_options("dlsr") and "backbone" not in own_options("dlsr")  # FeatureOptions: shared
 
 
 def test_github_anchors():
