@@ -100,18 +100,20 @@ def default_value(name: str, option: str):
 
 
 def own_options(name: str) -> list[str]:
-    """Options the method's config class declares itself, or inherits from a class defined in the
-    method's own package; options of shared groups (``MethodConfig``, ``FeatureOptions``,
-    ``PixelDiffusionConfig``, ``ClassifierOptions``, ...) from other modules may instead be
-    documented on the page of the method that owns the group."""
+    """Options the method's config class declares itself, or inherits from a class of the method's
+    own package that is not another method's config. Options of shared groups (``MethodConfig``,
+    ``FeatureOptions``, ``PixelDiffusionConfig``, ``ClassifierOptions``, ... from other modules)
+    and of another method's config (``diffusion-ic`` extends ``diffusion-nll``'s) may instead be
+    documented on the page that owns them."""
     import ood_bench.methods  # noqa: F401
     from ood_bench.methods.registry import METHODS
 
     method = METHODS.get(name)
     package = method.__module__.rsplit(".", 1)[0]
+    others = {cls.config_cls for n, cls in METHODS.items() if n != METHODS.canonical(name)}
     own: list[str] = []
     for klass in method.config_cls.__mro__:
-        if klass.__module__.rsplit(".", 1)[0] != package and klass is not method.config_cls:
+        if klass is not method.config_cls and (klass.__module__.rsplit(".", 1)[0] != package or klass in others):
             continue
         own += [n for n in vars(klass).get("__annotations__", {}) if n not in own]
     return [f.name for f in dataclasses.fields(method.config_cls) if f.name in own]
