@@ -221,8 +221,26 @@ def check_ood_bench_command(argv: list[str]) -> list[str]:
     return problems
 
 
+def inline_commands(text: str) -> list[list[str]]:
+    """Concrete ``ood-bench ...`` commands written as inline code in the prose (templates with
+    placeholders such as ``RUN``, ``PRESET``, ``N`` or ``...`` are left out)."""
+    out = []
+    for line in prose_lines(text):
+        for span in re.findall(r"`(ood-bench [^`]+)`", line):
+            if re.search(r"(?<![\w.-])[A-Z][A-Z_]*(?![\w])|\.\.\.|…|<", span):
+                continue
+            out.append(shlex.split(span))
+    return out
+
+
 def check_code_blocks(path: Path, text: str, make_targets: set[str]) -> list[str]:
     problems = []
+    for tokens in inline_commands(text):
+        if len(tokens) == 2 and not tokens[1].startswith("-"):  # a command named in prose: `ood-bench fetch`
+            if tokens[1] not in subcommands():
+                problems.append(f"{path.relative_to(ROOT)} (inline): no command {shlex.join(tokens)!r}")
+            continue
+        problems += [f"{path.relative_to(ROOT)} (inline): {p}" for p in check_ood_bench_command(tokens[1:])]
     for lang, code, line in code_blocks(text):
         at = f"{path.relative_to(ROOT)}:{line}"
         if lang in SHELL:
@@ -429,13 +447,14 @@ def test_the_checks_catch_broken_docs(tmp_path):
     bad = "```bash\nood-bench run --no-such-flag\nood-bench run --set dlsr.no_such_option=1\n" \
           "ood-bench run --method no-such-method\nood-bench run --config no-such-preset\n" \
           "ood-bench run --id no-such-set\nood-bench lsit\nmake no-such-target\n```\n" \
-          "```python\ndef (:\n```\n```toml\n[x\n```\n"
+          "```python\ndef (:\n```\n```toml\n[x\n```\nInline: `ood-bench run --inline-gone` and `ood-bench fecth`.\n"
     problems = check_code_blocks(page, bad, {"demo", "test"})
     for needle in ("--no-such-flag", "no_such_option", "no-such-method", "no-such-preset", "no-such-set",
-                   "lsit", "no-such-target", "python block", "toml block"):
+                   "lsit", "no-such-target", "python block", "toml block", "--inline-gone", "fecth"):
         assert any(needle in p for p in problems), (needle, problems)
     good = "```bash\n# a comment\nood-bench run --config embedded --set dlsr.t=5 \\\n    --ood noise  # trailing\n" \
            "torchrun --nproc_per_node 2 -m ood_bench run --device cpu && ood-bench list --options\n```\n"
+    good += "Prose: `ood-bench fetch`, `ood-bench run --limit N` (a template), `ood-bench list --options`.\n"
     assert check_code_blocks(page, good, {"demo"}) == []
 
     text = (DOCS / "cli.md").read_text()
