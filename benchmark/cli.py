@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("speed", parents=common, help="time the scoring of methods at their configured sizes (untrained weights)",
                         description="Builds each method's networks at the configured sizes with untrained weights and "
-                                    "times scoring on random images; see benchmark/speed.py.")
+                                    "times scoring on random images; see ood_bench/engine/speed.py (benchmark/engine/speed.py in the repository).")
     _preset_flags(sp)
     sp.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     sp.add_argument("--images", type=int, help="images to time (default 8; with --data: the whole set)")

@@ -52,7 +52,7 @@ from ood_bench.utils.errors import TrainingDivergedError
 from ood_bench.utils.progress import log, progress
 
 # Intra-op threads while training on CPU. One thread is the only count every machine has, and
-# it makes every reduction's order fixed; see the README ("Reproducibility") for its cost.
+# it makes every reduction's order fixed; see docs/reproducibility.md for its cost.
 TRAIN_THREADS = 1
 SECONDS_LEDGER = "resumed_seconds.json"
 

@@ -71,7 +71,7 @@ def test_docs_api_example_loads_fitted_methods_that_score_as_the_run_did():
     import torch
 
     namespace: dict = {}
-    exec(compile(readme_example("clients", DOCS_API), "docs/api.md:clients", "exec"), namespace)
+    exec(compile(readme_example("clients"), "docs/api.md:clients", "exec"), namespace)
     res = namespace["res"]
     arts = res.manifest["artifacts"]
     (feat,) = [a for a in arts.values() if a["kind"] == "features"]
