@@ -32,7 +32,8 @@ from ood_bench.methods.base import BatchOutput, fit_option
 from ood_bench.methods.density import Density, load_densities, save_densities
 from ood_bench.methods.pretrained import load_pretrained_scheduler
 from ood_bench.methods.ddpm import DDPMArtifact, ddpm_request
-from ood_bench.methods.unet import PixelDiffusionConfig, PixelDiffusionMethod, load_unet
+from ood_bench.methods.pixel_diffusion import PixelDiffusionMethod
+from ood_bench.methods.unet import PixelDiffusionConfig, load_unet
 from ood_bench.utils.device import autocast
 from ood_bench.utils.errors import ConfigError
 
