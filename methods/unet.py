@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
@@ -143,7 +144,8 @@ def unet_from_config(c: PixelDiffusionConfig, num_class_embeds: int | None = Non
 
 def train_unet(c: PixelDiffusionConfig, images: torch.Tensor, device: torch.device, seed: int,
                work_dir: Path | None, desc: str, labels: torch.Tensor | None = None,
-               num_classes: int | None = None, label_dropout: float = 0.0, compile: str | None = None) -> TrainResult:
+               num_classes: int | None = None, label_dropout: float = 0.0, compile: str | None = None,
+               on_step: Callable[[int], None] | None = None) -> TrainResult:
     """Train a UNet on uint8 images ``(N, C, H, W)`` with the simple ε loss; class-conditional
     when ``labels``/``num_classes`` are given (index ``num_classes`` = null class, used with
     probability ``label_dropout``)."""
@@ -167,7 +169,7 @@ def train_unet(c: PixelDiffusionConfig, images: torch.Tensor, device: torch.devi
                      grad_clip=c.grad_clip, ema_decay=c.ema_decay, checkpoint_every=c.checkpoint_every)
     tensors = (images,) if labels is None else (images, labels)
     return train(unet, tensors, loss_fn, spec, device, seed, work_dir, desc=desc,
-                 checkpoint_name=f"{desc.replace(' ', '_')}_state", compile=compile)
+                 checkpoint_name=f"{desc.replace(' ', '_')}_state", compile=compile, on_step=on_step)
 
 
 class PixelDiffusionMethod(ExampleRows, OODMethod):

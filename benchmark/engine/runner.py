@@ -32,7 +32,8 @@ from ood_bench.engine.config import RunConfig, build_dataclass, check_run_bounds
 from ood_bench.engine.distributed import setup as setup_device
 from ood_bench.engine.manifest import machine_info
 from ood_bench.engine.sharding import score_sharded
-from ood_bench.utils.device import PeakMemory, configure_compile, numerics_key, set_precision, synchronize
+from ood_bench.utils.device import (PeakMemory, configure_compile, numerics_key, set_fast_path, set_precision,
+                                    synchronize)
 from ood_bench.utils.errors import ConfigError, NonFiniteScoresError
 from ood_bench.utils.locking import file_lock
 from ood_bench.utils.progress import log
@@ -99,7 +100,8 @@ def prepare_methods(cfg: RunConfig) -> PreparedRun:
 
         fetch_missing(cfg, log=log)
     set_precision(cfg.precision)
-    configure_compile(cfg.compile, device)
+    set_fast_path(cfg.fast_path)
+    configure_compile(cfg.compile, device, cfg.compile_backend)
     methods: dict[str, tuple[type[OODMethod], MethodConfig]] = {}
     for name in cfg.methods:
         key = METHODS.canonical(name)
@@ -161,20 +163,30 @@ class Runner:
         p = self.prep
         batch_size = p.cfg.batch_size or getattr(cls, "default_batch_size", DEFAULT_BATCH)
         family = cls.fit_family or key  # methods of one family share the fitted model
-        numerics = numerics_key(p.cfg.precision, p.cfg.compile, p.device)  # {} on a CPU by default
-        fit_key = digest({"method": family, "version": cls.version, "fit": mcfg.stage_dict("fit"),
-                          "train": p.id_train.fingerprint(), "seed": seed, **numerics})
+        fit_key = self.fit_key(family, cls, mcfg, seed)
         ctx = RunContext(device=p.device, seed=seed, batch_size=batch_size, workers=p.cfg.workers, compile=p.cfg.compile,
-                         work_dir=self.cache.work_dir(family, fit_key))
+                         compile_backend=p.cfg.compile_backend, work_dir=self.cache.work_dir(family, fit_key))
         method = cls(mcfg, ctx)
         fit_seconds, fit_peak, fit_cached, report = self._fit(method, family, fit_key)
         score_base = {"fit": fit_key, "score": mcfg.stage_dict("score"), "batch": batch_size,
-                      "device": p.device.type, "seed": seed, **numerics}
+                      "device": p.device.type, "seed": seed, **self.numerics("score")}
         id_scores = self._score(method, key, fit_key, score_base, p.id_test, "id", "id", display_name(p.cfg.id))
         oods = [self._score(method, key, fit_key, score_base, ds, "ood", p.groups[name], name)
                 for name, ds in p.oods.items()]
         return MethodResult(key, seed, mcfg.to_dict(), fit_key, fit_seconds, fit_peak, fit_cached,
                             report, method.cost(), method.budget(), id_scores, oods)
+
+    def numerics(self, stage: str) -> dict[str, str]:
+        """The fast-path options that change a ``stage``'s numbers (``{}`` on a CPU by default)."""
+        c = self.prep.cfg
+        return numerics_key(c.precision, c.compile, self.prep.device, stage=stage, fast_path_mode=c.fast_path,
+                            backend=c.compile_backend)
+
+    def fit_key(self, family: str, cls: type[OODMethod], mcfg: MethodConfig, seed: int) -> str:
+        """The cache key of the model ``family`` fits: its fit options, the training data, the seed,
+        and the numerics of training (not the scoring compile mode: see :func:`numerics_key`)."""
+        return digest({"method": family, "version": cls.version, "fit": mcfg.stage_dict("fit"),
+                       "train": self.prep.id_train.fingerprint(), "seed": seed, **self.numerics("fit")})
 
     def _fit(self, method: OODMethod, key: str, fit_key: str) -> tuple[float, float, bool, dict]:
         # Runs sharing the cache fit each model once: the first takes the lock and trains, the

@@ -215,23 +215,31 @@ def measure(prep: PreparedRun, setup: SpeedSetup) -> list[SpeedResult]:
 
 def unet_training_throughput(c: PixelDiffusionConfig, device: torch.device, steps: tuple[int, int] = (5, 25),
                              compile: str | None = None, num_classes: int | None = None) -> float:
-    """Training img/s of ``c``'s UNet at ``c.train_batch_size`` on random images: two trainings of
-    ``steps`` steps each (one epoch), ``img/s = batch · (s₂ − s₁) / (T₂ − T₁)`` — the set-up,
-    the first (compiling) steps and the final EMA copy cancel out. ``compile``: the
-    ``torch.compile`` backend (``None``: eager). ``num_classes``: train the
-    class-conditional UNet (DiffOOD's) with random labels."""
-    bs, times = c.train_batch_size, []
-    for n in steps:
-        cfg = dataclasses.replace(c, epochs=1, checkpoint_every=10**9)
-        x = torch.randint(0, 256, (bs * n, c.channels, c.image_size, c.image_size), dtype=torch.uint8)
-        labels = None if num_classes is None else torch.randint(0, num_classes, (len(x),))
-        synchronize(device)
-        t0 = time.perf_counter()
-        train_unet(cfg, x, device, 0, None, desc="unet speed", compile=compile, labels=labels,
-                   num_classes=num_classes, label_dropout=getattr(c, "label_dropout", 0.0))
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return bs * (steps[1] - steps[0]) / max(times[1] - times[0], 1e-9)
+    """Training img/s of ``c``'s UNet at ``c.train_batch_size`` on random images, in steady state:
+    one training of ``steps[1]`` steps (one epoch), timed from the end of step ``steps[0]``
+    (the warm-up: compilation, cuDNN/cuBLAS set-up, allocator growth) to the end of the last,
+    device synchronised at both ends: ``img/s = batch · (s₂ − s₁) / (t(s₂) − t(s₁))``. One-off
+    costs of the first steps and the final EMA copy stay outside the timed span, however large
+    (a first ``torch.compile`` in a process takes far longer than a later one of the same
+    network, so differencing two separate trainings does not cancel them). ``compile``: the
+    ``torch.compile`` backend (``None``: eager). ``num_classes``: train the class-conditional
+    UNet (DiffOOD's) with random labels."""
+    warm, total = steps
+    if not 0 < warm < total:
+        raise ValueError(f"need 0 < warm-up steps < steps, got {steps}")
+    bs, stamps = c.train_batch_size, {}
+    cfg = dataclasses.replace(c, epochs=1, checkpoint_every=10**9)
+    x = torch.randint(0, 256, (bs * total, c.channels, c.image_size, c.image_size), dtype=torch.uint8)
+    labels = None if num_classes is None else torch.randint(0, num_classes, (len(x),))
+
+    def on_step(step: int) -> None:  # step is 0-based: step warm − 1 ends the warm-up
+        if step + 1 in (warm, total):
+            synchronize(device)
+            stamps[step + 1] = time.perf_counter()
+
+    train_unet(cfg, x, device, 0, None, desc="unet speed", compile=compile, labels=labels,
+               num_classes=num_classes, label_dropout=getattr(c, "label_dropout", 0.0), on_step=on_step)
+    return bs * (total - warm) / max(stamps[total] - stamps[warm], 1e-9)
 
 
 @dataclass
@@ -246,7 +254,7 @@ def measure_training(prep: PreparedRun, steps: int = 25, batch_size: int | None 
                      compile: str | None = None, num_classes: int = 10) -> list[TrainingSpeed]:
     """UNet training img/s of every method of ``prep`` that trains a pixel UNet (LMD, DiffOOD:
     class-conditional with ``num_classes``), at its ``train_batch_size`` (or ``batch_size``),
-    from two trainings of ``max(1, steps // 5)`` and ``steps`` steps (see
+    over the last ``steps − max(1, steps // 5)`` of ``steps`` steps (the first are warm-up; see
     :func:`unet_training_throughput`). Methods without a UNet are left out."""
     out = []
     short = max(1, steps // 5)
@@ -266,7 +274,8 @@ def format_training_table(results: list[TrainingSpeed]) -> str:
     import pandas as pd
 
     rows = [{"method": r.method, "network": "UNet", "batch": r.batch_size,
-             "steps timed": f"{r.steps[1]} - {r.steps[0]}", "train img/s": f"{r.img_per_s:.4g}"} for r in results]
+             "steps timed": f"{r.steps[1] - r.steps[0]} after {r.steps[0]} warm-up", "train img/s": f"{r.img_per_s:.4g}"}
+            for r in results]
     return pd.DataFrame(rows).to_markdown(index=False, tablefmt="simple", disable_numparse=True)
 
 

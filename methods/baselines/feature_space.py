@@ -53,7 +53,11 @@ class FeatureSpaceMethod(OODMethod):
         return self.features
 
     def train_vectors(self, train: ImageDataset) -> torch.Tensor:
-        return extract_features(self._ensure_features(), train, self.loader_transform(), self.ctx.batch_size,
+        """ID training vectors ``(N, c)`` (float32, CPU) through the scoring path (the extractor
+        prepared for inference first), so training and test vectors share their arithmetic."""
+        feats = self._ensure_features()
+        self.prepare_inference()
+        return extract_features(feats, train, self.loader_transform(), self.ctx.batch_size,
                                 self.ctx.workers, self.device, f"{self.name} features {train.name}")
 
     def vectors(self, x: torch.Tensor) -> torch.Tensor:
