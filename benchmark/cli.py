@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--bootstrap", type=int, help="bootstrap resamples for intervals and p-values (default 1000; 0 = none)")
     r.add_argument("--json", action="store_true",
                    help="print a JSON summary (run folder, status, outputs, leaderboard) instead of the table")
+    r.add_argument("--drift", action="store_true",
+                   help="instead of a run: fit (or load) each model once, score it with the fast path (bf16, "
+                        "--fast-path on, --compile) and with true fp32 on the plain path, and print both AUROCs "
+                        "and the per-image differences (drift.csv, drift.md in --out)")
     _fast_path_flags(r)
     _plugin_flag(r)
 
@@ -243,6 +247,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     t_start = time.perf_counter()
     cfg = build_run_config(args)
+    if args.drift:
+        from ood_bench.api import drift
+
+        _, text = drift(cfg, show_progress=not args.quiet)
+        print(text, end="")
+        return 0
     result = execute(cfg, command=" ".join(["ood-bench", *sys.argv[1:]]), show_progress=not args.quiet)
     if not is_main():  # under torchrun: rank 0 wrote the run folder and reports it
         return 0

@@ -161,13 +161,8 @@ class Runner:
     # ------------------------------------------------------------------------------------
     def run_method(self, key: str, cls: type[OODMethod], mcfg: MethodConfig, seed: int) -> MethodResult:
         p = self.prep
-        batch_size = p.cfg.batch_size or getattr(cls, "default_batch_size", DEFAULT_BATCH)
-        family = cls.fit_family or key  # methods of one family share the fitted model
-        fit_key = self.fit_key(family, cls, mcfg, seed)
-        ctx = RunContext(device=p.device, seed=seed, batch_size=batch_size, workers=p.cfg.workers, compile=p.cfg.compile,
-                         compile_backend=p.cfg.compile_backend, work_dir=self.cache.work_dir(family, fit_key))
-        method = cls(mcfg, ctx)
-        fit_seconds, fit_peak, fit_cached, report = self._fit(method, family, fit_key)
+        method, fit_key, (fit_seconds, fit_peak, fit_cached, report) = self.fitted(key, cls, mcfg, seed)
+        batch_size = method.ctx.batch_size
         score_base = {"fit": fit_key, "score": mcfg.stage_dict("score"), "batch": batch_size,
                       "device": p.device.type, "seed": seed, **self.numerics("score")}
         id_scores = self._score(method, key, fit_key, score_base, p.id_test, "id", "id", display_name(p.cfg.id))
@@ -175,6 +170,23 @@ class Runner:
                 for name, ds in p.oods.items()]
         return MethodResult(key, seed, mcfg.to_dict(), fit_key, fit_seconds, fit_peak, fit_cached,
                             report, method.cost(), method.budget(), id_scores, oods)
+
+    def context(self, cls: type[OODMethod], seed: int, **kw: Any) -> RunContext:
+        """The run's :class:`RunContext` for a method of class ``cls`` (``kw`` overrides)."""
+        c = self.prep.cfg
+        return RunContext(**{"device": self.prep.device, "seed": seed, "workers": c.workers, "compile": c.compile,
+                             "compile_backend": c.compile_backend,
+                             "batch_size": c.batch_size or getattr(cls, "default_batch_size", DEFAULT_BATCH), **kw})
+
+    def fitted(self, key: str, cls: type[OODMethod], mcfg: MethodConfig,
+               seed: int) -> tuple[OODMethod, str, tuple[float, float, bool, dict]]:
+        """``(method, fit_key, (fit seconds, fit peak MiB, cached?, fit report))``: the method with
+        its model fitted, or loaded from the cache (where it then is, on rank 0:
+        ``cache.model_dir(cls.fit_family or key, fit_key)``)."""
+        family = cls.fit_family or key  # methods of one family share the fitted model
+        fit_key = self.fit_key(family, cls, mcfg, seed)
+        method = cls(mcfg, self.context(cls, seed, work_dir=self.cache.work_dir(family, fit_key)))
+        return method, fit_key, self._fit(method, family, fit_key)
 
     def numerics(self, stage: str) -> dict[str, str]:
         """The fast-path options that change a ``stage``'s numbers (``{}`` on a CPU by default)."""
