@@ -106,6 +106,7 @@ def measure_drift(prep: PreparedRun, cache: Cache, fast: Numerics, reference: Nu
                 scores[side] = {name: method.score(ds, desc=f"{key} {side} {name}").canonical
                                 for name, (_, ds) in sets.items()}
         id_name = display_name(prep.cfg.id)
+        first = len(rows)
         for name, (role, ds) in sets.items():
             ref, fst = scores["reference"][name], scores["fast"][name]
             rel = relative_difference(fst, ref)
@@ -114,6 +115,7 @@ def measure_drift(prep: PreparedRun, cache: Cache, fast: Numerics, reference: Nu
                 a_ref = auroc(scores["reference"][id_name], ref)
                 a_fast = auroc(scores["fast"][id_name], fst)
             rows.append(DriftRow(key, name, role, len(ds), a_ref, a_fast, float(rel.max()), float(np.median(rel))))
+        log(f"{key}: drift\n{format_drift(rows[first:])}")  # as each method finishes: long runs keep their figures
     return rows
 
 
