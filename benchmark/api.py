@@ -318,6 +318,34 @@ def _mark_failed(write_dir: Path, manifest: dict[str, Any], e: BaseException) ->
         write_json(write_dir / MANIFEST_FILE, manifest)
     except OSError:
         pass
+def drift(cfg: RunConfig, show_progress: bool = True, fast_compile: str | None = None) -> tuple[pd.DataFrame, str]:
+    """The fast path's arithmetic drift (:mod:`ood_bench.engine.drift`): each method's model is
+    fitted (or loaded from the cache) once under ``cfg``'s options, then scored with the fast
+    path (bf16, ``fast_path`` on, ``cfg.compile``) and with the fp32 plain path. Returns the
+    per-method/per-set table (AUROCs in points, relative per-image differences) and its text;
+    with ``cfg.out`` both are written there as ``drift.csv`` and ``drift.md``. ``fast_compile``:
+    the fast side's ``--compile`` when it should differ from the fit's (``cfg.compile``)."""
+    from ood_bench.engine.drift import drift_frame, fast_side, format_drift, measure_drift, REFERENCE
+
+    _progress.set_enabled(show_progress)
+    load_plugins(cfg.plugins)
+    out = Path(cfg.out) if cfg.out else None
+    for flag, folder in (("--out", out), ("--cache-dir", Path(cfg.cache_dir))):
+        if folder is not None:
+            check_writable_dir(folder, flag)
+    prep = prepare(cfg)
+    configure_compile(fast_compile or cfg.compile, prep.device, cfg.compile_backend)
+    fast = fast_side(fast_compile or cfg.compile)
+    rows = measure_drift(prep, Cache(cfg.cache_dir, enabled=cfg.use_cache), fast)
+    text = (f"fast path drift, {Path(cfg.preset or 'run').stem} settings, device {prep.device}, seed {cfg.seeds[0]}: "
+            f"fast = {fast.describe()} (backend {cfg.compile_backend}) vs reference = {REFERENCE.describe()}; "
+            f"one fitted model per method; canonical scores; AUROC in points\n\n{format_drift(rows)}\n")
+    frame = drift_frame(rows)
+    if out is not None and dist.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out / "drift.csv", index=False)
+        (out / "drift.md").write_text(text)
+    return frame, text
 
 
 def create_method(name: str, *, preset: str | Path | None = None, device: str = "auto", seed: int = 0,

@@ -51,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         f"write metrics, leaderboards, per-image scores and plots. Without --config the "
         f"'{DEFAULT_PRESET}' preset (configs/{DEFAULT_PRESET}.yaml) gives the defaults."))
     _run_flags(r)
+    r.add_argument("--drift", action="store_true",
+                   help="instead of a run: fit (or load) each model once, score it with the fast path (bf16, "
+                        "--fast-path on, --compile) and with true fp32 on the plain path, and print both AUROCs "
+                        "and the per-image differences (drift.csv, drift.md in --out)")
 
     sw = sub.add_parser("sweep", parents=common, help="AUROC against cost: each method's cost knobs over a grid, one fitted model per method",
                         description=(
@@ -193,8 +197,15 @@ def _fast_path_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", choices=("auto", "on", "graphs", "off"),
                    help="torch.compile the networks methods score and train with (auto: on for CUDA, eager "
                         "fallback; graphs: scoring replayed as CUDA graphs)")
-    p.add_argument("--precision", choices=("auto", "fp32"),
-                   help="auto: bf16 autocast + channels_last on CUDA; fp32: the plain path (reference)")
+    p.add_argument("--compile-backend", choices=("inductor", "aot_eager", "eager"),
+                   help="torch.compile backend (default inductor; aot_eager traces the same graphs without "
+                        "generating code: the compiled path checked on a CPU in seconds)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                   help="auto: bf16 autocast on CUDA, fp32 elsewhere; bf16: bf16 autocast on any device; "
+                        "fp32: true fp32 everywhere, TF32 off (the reference)")
+    p.add_argument("--fast-path", choices=("auto", "on", "off"),
+                   help="uint8 native-size batches resized on the device + channels_last networks "
+                        "(auto: on CUDA unless --precision fp32; on: any device, CPUs included)")
 
 
 def _plugin_flag(p: argparse.ArgumentParser) -> None:
@@ -213,7 +224,7 @@ def preset_config(args: argparse.Namespace):
     cfg.preset = str(preset)
     if args.methods:
         cfg.methods = list(args.methods)
-    for flag in ("device", "compile", "precision"):
+    for flag in ("device", "compile", "compile_backend", "precision", "fast_path"):
         if getattr(args, flag, None) is not None:
             setattr(cfg, flag, getattr(args, flag))
     for m, opts in parse_set(args.sets).items():
@@ -264,6 +275,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     t_start = time.perf_counter()
     cfg = build_run_config(args)
+    if args.drift:
+        from ood_bench.api import drift
+
+        _, text = drift(cfg, show_progress=not args.quiet)
+        print(text, end="")
+        return 0
     result = execute(cfg, command=" ".join(["ood-bench", *sys.argv[1:]]), show_progress=not args.quiet)
     if not is_main():  # under torchrun: rank 0 wrote the run folder and reports it
         return 0
@@ -337,11 +354,12 @@ def cmd_speed(args: argparse.Namespace) -> int:
         data = load_dataset(args.data, "test", ctx)
     setup = SpeedSetup(images=args.images, batch_size=args.batch_size, timing_steps=args.timing_steps, data=data,
                        workers=cfg.workers if args.workers is None else args.workers, min_time=args.min_time,
-                       compile=cfg.compile)
+                       compile=cfg.compile, compile_backend=cfg.compile_backend)
     results = measure(prep, setup)
     mode = f"end to end on {args.data} (reading and decoding included)" if data is not None else "model only, random images"
     print(f"scoring speed, {preset.stem} settings, {mode}, device {info['type']} ({info['name']}), "
-          f"{info['torch_threads']} torch threads, precision {cfg.precision}, compile {cfg.compile}, untrained weights")
+          f"{info['torch_threads']} torch threads, precision {cfg.precision}, fast path {cfg.fast_path}, "
+          f"compile {cfg.compile}, untrained weights")
     print(format_table(results))
     return 0
 
@@ -355,12 +373,12 @@ def _speed_training(args: argparse.Namespace, preset: Path, cfg, prep, info: dic
         raise ConfigError("--train-steps must be at least 2")
     if args.batch_size is not None and args.batch_size <= 0:
         raise ConfigError("--batch-size must be a positive number")
-    results = measure_training(prep, args.train_steps, args.batch_size, compile_backend(cfg.compile, prep.device))
+    results = measure_training(prep, args.train_steps, args.batch_size, compile_backend(cfg.compile, prep.device, cfg.compile_backend))
     if not results:
         raise ConfigError(f"none of {', '.join(prep.methods)} trains a UNet; --train times LMD's and DiffOOD's")
     threads = TRAIN_THREADS if prep.device.type == "cpu" else info["torch_threads"]  # training's own count on CPU
     print(f"UNet training speed, {preset.stem} settings, random images, device {info['type']} ({info['name']}), "
-          f"{threads} torch thread(s), precision {cfg.precision}, compile {cfg.compile}")
+          f"{threads} torch thread(s), precision {cfg.precision}, fast path {cfg.fast_path}, compile {cfg.compile}")
     print(format_training_table(results))
     return 0
 

@@ -4,7 +4,7 @@ Two paths feed the scoring loops (:class:`DeviceBatches`):
 
 - CPU (and any transform that is not an :class:`ImageTransform`): the loader applies the whole
   transform per image and yields float batches — the reference path, unchanged.
-- CUDA with an :class:`ImageTransform`: workers only decode (``uint8`` at the native size), the
+- the fast path (CUDA by default; a CPU with ``--fast-path on``) with an :class:`ImageTransform`: workers only decode (``uint8`` at the native size), the
   batch travels as ``uint8`` in pinned memory (4× fewer bytes than float32, copied with
   ``non_blocking``), and conversion, resize and crop run on the GPU over the whole batch. A
   batch whose images differ in size travels as a list and is finished image by image.
@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ood_bench.data.base import ArrayDataset, ImageDataset, LimitedDataset, ShardDataset
 from ood_bench.data.transforms import ImageTransform
+from ood_bench.utils.device import fast_path
 
 
 class TransformedDataset(Dataset):
@@ -85,13 +86,15 @@ class DeviceBatches:
     ``len()`` is the number of batches (progress bars read it).
 
     ``native``: ship ``uint8`` images at their native size and finish them on the device;
-    ``None`` = on CUDA when ``transform`` is an :class:`ImageTransform`, else the per-image path.
+    ``None`` = on the fast path (:func:`~ood_bench.utils.device.fast_path`: CUDA by default,
+    any device with ``--fast-path on``) when ``transform`` is an :class:`ImageTransform`, else
+    the per-image path. Pinned memory on CUDA only.
     Labels and indices stay on the CPU (no device round trip is needed for them)."""
 
     def __init__(self, ds: ImageDataset, transform: Callable, batch_size: int, device: torch.device,
                  workers: int = 0, native: bool | None = None) -> None:
         self.device = device
-        self.split = transform if (device.type == "cuda" if native is None else native) \
+        self.split = transform if (fast_path(device) if native is None else native) \
             and isinstance(transform, ImageTransform) else None
         if self.split is None:
             self.loader = make_loader(ds, transform, batch_size, workers)

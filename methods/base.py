@@ -16,6 +16,7 @@ import abc
 import dataclasses
 import hashlib
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -174,7 +175,7 @@ class OODMethod(abc.ABC):
         self.ctx = ctx
         self.device = ctx.device
         self.image_transform: ImageTransform | None = None
-        self._inference_ready = False  # prepare_inference has run
+        self._prepared: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # networks prepare_inference has set up
         self.artifacts: dict[str, Artifact] = Artifacts()
         self.validation: ImageDataset | None = None
 
@@ -323,15 +324,16 @@ class OODMethod(abc.ABC):
         return compile_backend(self.ctx.compile, self.device, self.ctx.compile_backend)
 
     def prepare_inference(self) -> bool:
-        """Apply the fast path to :meth:`inference_networks` once; ``True`` on that first call
-        when the networks are compiled (the next network call then pays the compilation)."""
-        if self._inference_ready:
-            return False
-        self._inference_ready = True
-        nets = [n for n in self.inference_networks() if n is not None]
+        """Apply the fast path to each of :meth:`inference_networks` once (channels_last,
+        compile); ``True`` when this call compiled a network (its next call pays the
+        compilation). Networks that appear later (a model built after the feature extractor)
+        are set up by a later call, so a method may call this in ``fit`` to compute training
+        features through the very path its scores take."""
+        nets = [n for n in self.inference_networks() if n is not None and n not in self._prepared]
         on = self.compiles()
         for net in nets:
             prepare_network(net, self.device, on, self.ctx.compile_backend, graphs=self.ctx.compile == "graphs")
+            self._prepared.add(net)
         return on and bool(nets)
 
     def batch_seed(self, fingerprint: str, start: int) -> int:

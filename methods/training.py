@@ -172,10 +172,18 @@ def _make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
 
 
 def _ema_weights(model: nn.Module, ema: EMAModel | None) -> nn.Module:
+    """A copy of ``model`` with the EMA weights, in the standard (contiguous) layout: a network
+    trained channels_last keeps those strides through ``deepcopy``, and safetensors (diffusers'
+    ``save_pretrained`` before 0.33) refuses a non-contiguous tensor."""
     out = copy.deepcopy(model)
     if ema is not None:
         ema.copy_to(out.parameters())
-    return out.eval()
+    return out.to(memory_format=torch.contiguous_format).eval()
+
+
+def _host_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state on the CPU, every tensor contiguous (cloned: later training leaves it)."""
+    return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
 
 
 def train(
@@ -189,6 +197,7 @@ def train(
     desc: str = "training",
     checkpoint_name: str = "train_state",
     compile: str | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on in-memory ``tensors`` (CPU, first dim = samples).
 
@@ -197,23 +206,28 @@ def train(
     epochs and the finished network as ``<checkpoint_name>.done.pt``; the next call with the same
     ``work_dir`` and name resumes from the first or returns the second without training.
 
-    GPU fast path: bf16 autocast and channels_last weights (on CUDA, precision ``auto``),
+    Fast path: bf16 autocast (``--precision``) and channels_last weights (``--fast-path``),
     ``torch.compile`` of the network ``loss_fn`` calls with the backend named by ``compile``
     (``None``: eager; ``model`` itself stays
     uncompiled, so EMA, checkpoints and state_dict keys are unchanged), and no host
     synchronisation per step: the epoch's loss is summed on the device in float64 (the same
     values as a per-step ``float(loss)``) and read once per epoch.
 
+    The returned networks (and the first-epoch state) are in the standard memory layout, so they
+    save with safetensors whatever layout training used. ``on_step(step)`` is called after every
+    optimiser step (0-based, counted over the whole training), e.g. to time steady-state steps.
+
     Raises:
         TrainingDivergedError: an epoch's loss is NaN or infinite.
     """
     with fixed_threads(device):
-        return _train(model, tensors, loss_fn, spec, device, seed, work_dir, desc, checkpoint_name, compile)
+        return _train(model, tensors, loss_fn, spec, device, seed, work_dir, desc, checkpoint_name, compile,
+                      on_step)
 
 
 def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn, spec: TrainSpec,
            device: torch.device, seed: int, work_dir: Path | None, desc: str, checkpoint_name: str,
-           compile: str | None = None) -> TrainResult:
+           compile: str | None = None, on_step: Callable[[int], None] | None = None) -> TrainResult:
     n = len(tensors[0])
     steps_per_epoch = n // spec.batch_size if spec.drop_last else math.ceil(n / spec.batch_size)
     if steps_per_epoch == 0:
@@ -244,7 +258,7 @@ def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn,
             model.load_state_dict(state["model"])
             _credit(work_dir, checkpoint_name, state["seconds"])
             log(f"{desc}: finished in an earlier run; loaded {done_file}")
-            return TrainResult(model.eval(), state["first"], state["losses"])
+            return TrainResult(model.to(memory_format=torch.contiguous_format).eval(), state["first"], state["losses"])
     if ckpt is not None and ckpt.is_file():
         state = _load_state(ckpt, device, desc)
         if state is not None:
@@ -298,6 +312,8 @@ def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn,
                 ema.step(model.parameters())
             total_loss += loss.detach().double() * len(mine)  # no host sync per step
             count += len(mine)
+            if on_step is not None:
+                on_step(step)
         epoch_loss = float(total_loss)
         if world > 1:  # the epoch's mean loss over the global batches
             epoch_loss, count = dist.all_reduce_sum([epoch_loss, count], device)
@@ -309,7 +325,7 @@ def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn,
                 f"Lower the learning rate (--set METHOD.lr=...) or enable gradient clipping")
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if epoch == 0 and spec.keep_first_epoch:
-            first_state = {k: v.detach().cpu().clone() for k, v in _ema_weights(model, ema).state_dict().items()}
+            first_state = _host_state(_ema_weights(model, ema))
         done = epoch + 1
         if ckpt is not None and dist.is_main() and (done % spec.checkpoint_every == 0) and done < spec.epochs:
             save_checkpoint(done)

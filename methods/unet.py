@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+import dataclasses
+import time
+from typing import Callable
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
+from ood_bench.utils.device import synchronize
 from ood_bench.utils.errors import ConfigError
 from ood_bench.utils.progress import log
 from ood_bench.methods.base import MethodConfig, fit_option
@@ -143,7 +147,7 @@ def unet_from_config(c: PixelDiffusionConfig, num_class_embeds: int | None = Non
 def train_unet(c: PixelDiffusionConfig, images: torch.Tensor, device: torch.device, seed: int,
                work_dir: Path | None, desc: str, labels: torch.Tensor | None = None,
                num_classes: int | None = None, label_dropout: float = 0.0, compile: str | None = None,
-               seed_name: str | None = None) -> TrainResult:
+               seed_name: str | None = None, on_step: Callable[[int], None] | None = None) -> TrainResult:
     """Train a UNet on uint8 images ``(N, C, H, W)`` with the simple ε loss; class-conditional
     when ``labels``/``num_classes`` are given (index ``num_classes`` = null class, used with
     probability ``label_dropout``). The initial weights are seeded by (``seed``, ``seed_name``;
@@ -168,31 +172,34 @@ def train_unet(c: PixelDiffusionConfig, images: torch.Tensor, device: torch.devi
                      grad_clip=c.grad_clip, ema_decay=c.ema_decay, checkpoint_every=c.checkpoint_every)
     tensors = (images,) if labels is None else (images, labels)
     return train(unet, tensors, loss_fn, spec, device, seed, work_dir, desc=desc,
-                 checkpoint_name=f"{desc.replace(' ', '_')}_state", compile=compile)
+                 checkpoint_name=f"{desc.replace(' ', '_')}_state", compile=compile, on_step=on_step)
 
 
 def unet_training_throughput(c: PixelDiffusionConfig, device: torch.device, steps: tuple[int, int] = (5, 25),
                              compile: str | None = None, num_classes: int | None = None,
                              label_dropout: float = 0.0) -> float:
-    """Training img/s of ``c``'s UNet at ``c.train_batch_size`` on random images: two trainings of
-    ``steps`` steps each (one epoch), ``img/s = batch · (s₂ − s₁) / (T₂ − T₁)`` — the set-up,
-    the first (compiling) steps and the final EMA copy cancel out. ``compile``: the
+    """Training img/s of ``c``'s UNet at ``c.train_batch_size`` on random images, in steady state:
+    one training of ``steps[1]`` steps (one epoch), timed from the end of step ``steps[0]``
+    (the warm-up: compilation, cuDNN/cuBLAS set-up, allocator growth) to the end of the last,
+    device synchronised at both ends: ``img/s = batch · (s₂ − s₁) / (t(s₂) − t(s₁))``. One-off
+    costs of the first steps and the final EMA copy stay outside the timed span, however large
+    (a first ``torch.compile`` in a process takes far longer than a later one of the same
+    network, so differencing two separate trainings does not cancel them). ``compile``: the
     ``torch.compile`` backend (``None``: eager). ``num_classes``: train a class-conditional UNet
     with random labels (null class with probability ``label_dropout``)."""
-    import dataclasses
-    import time
+    warm, total = steps
+    if not 0 < warm < total:
+        raise ValueError(f"need 0 < warm-up steps < steps, got {steps}")
+    bs, stamps = c.train_batch_size, {}
+    cfg = dataclasses.replace(c, epochs=1, checkpoint_every=10**9)
+    x = torch.randint(0, 256, (bs * total, c.channels, c.image_size, c.image_size), dtype=torch.uint8)
+    labels = None if num_classes is None else torch.randint(0, num_classes, (len(x),))
 
-    from ood_bench.utils.device import synchronize
+    def on_step(step: int) -> None:  # step is 0-based: step warm − 1 ends the warm-up
+        if step + 1 in (warm, total):
+            synchronize(device)
+            stamps[step + 1] = time.perf_counter()
 
-    bs, times = c.train_batch_size, []
-    for n in steps:
-        cfg = dataclasses.replace(c, epochs=1, checkpoint_every=10**9)
-        x = torch.randint(0, 256, (bs * n, c.channels, c.image_size, c.image_size), dtype=torch.uint8)
-        labels = None if num_classes is None else torch.randint(0, num_classes, (len(x),))
-        synchronize(device)
-        t0 = time.perf_counter()
-        train_unet(cfg, x, device, 0, None, desc="unet speed", compile=compile, labels=labels,
-                   num_classes=num_classes, label_dropout=label_dropout)
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return bs * (steps[1] - steps[0]) / max(times[1] - times[0], 1e-9)
+    train_unet(cfg, x, device, 0, None, desc="unet speed", compile=compile, labels=labels,
+               num_classes=num_classes, label_dropout=label_dropout, on_step=on_step)
+    return bs * (total - warm) / max(stamps[total] - stamps[warm], 1e-9)

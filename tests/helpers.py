@@ -88,3 +88,15 @@ def reload_artifacts(method: OODMethod, folder: Path) -> dict:
         art.save(folder / name)
         out[name] = type(art).load(dict(request.recipe), folder / name, method.ctx)
     return out
+# Every built-in method at tiny sizes on the embedded preset (digits04, 8x8 grey), for end-to-end
+# runs through a whole path in seconds: `ood-bench run ... --set *TINY_SETS` with TINY_LIMITS.
+TINY_METHODS = ["dlsr", "lmd", "diffood", "pixel-mahalanobis", "mahalanobis", "knn", "msp", "energy"]
+TINY_SETS = [
+    "dlsr.image_size=32", "dlsr.width=32", "dlsr.blocks=1", "dlsr.epochs=2", "dlsr.train_batch_size=32",
+    "lmd.epochs=1", "lmd.reps=2", "lmd.steps=2", "lmd.distances=[features,mse]", "lmd.base_channels=16",
+    "diffood.epochs=1", "diffood.classifier_epochs=1", "diffood.classifier_width=4", "diffood.repeats=1",
+    "diffood.stride=120", "diffood.base_channels=16",
+    "mahalanobis.image_size=32", "knn.image_size=32",
+    "msp.classifier_epochs=1", "msp.classifier_width=4", "energy.classifier_epochs=1", "energy.classifier_width=4",
+]
+TINY_LIMITS = ["--limit", "16", "--train-limit", "40", "--batch-size", "8", "--bootstrap", "0"]

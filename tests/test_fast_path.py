@@ -24,8 +24,18 @@ def test_cpu_defaults_add_nothing_to_cache_keys():
 
 def test_cuda_keys_tell_the_fast_path_from_the_fp32_reference():
     fast, plain = numerics_key("auto", "auto", CUDA), numerics_key("fp32", "off", CUDA)
-    assert fast == {"precision": "auto", "compile": "auto"} and plain == {"precision": "fp32"}
-    assert numerics_key("auto", "graphs", CUDA)["compile"] == "graphs"
+    assert fast == {"precision": "auto", "compile": "on"} and plain == {"precision": "fp32"}
+    assert numerics_key("auto", "graphs", CUDA, stage="score")["compile"] == "graphs"
+    assert numerics_key("bf16", "auto", CUDA) == fast  # bf16 is what auto means on CUDA
+
+
+def test_cpu_fast_path_options_enter_the_keys():
+    assert numerics_key("bf16", "off", CPU) == {"precision": "bf16"}
+    assert numerics_key("auto", "off", CPU, fast_path_mode="on") == {"fast_path": "on"}
+    assert numerics_key("bf16", "on", CPU, fast_path_mode="on", backend="aot_eager") == {
+        "precision": "bf16", "fast_path": "on", "compile": "on", "compile_backend": "aot_eager"}
+    assert numerics_key("auto", "auto", CUDA, fast_path_mode="off")["fast_path"] == "off"
+    assert "fast_path" not in numerics_key("fp32", "off", CUDA, fast_path_mode="off")  # fp32 is plain already
 
 
 def _train(compile: str | None):
@@ -77,7 +87,7 @@ def test_bad_fast_path_options_are_refused():
     assert create_method("pixel-mahalanobis", compile="off").ctx.compile == "off"
 
 
-@pytest.mark.parametrize("flag", ["--compile", "--precision"])
+@pytest.mark.parametrize("flag", ["--compile", "--precision", "--fast-path", "--compile-backend"])
 def test_bad_fast_path_flags_exit_2(capsys, flag):
     with pytest.raises(SystemExit) as e:
         main(["run", "--method", "dlsr", flag, "bf8"])

@@ -54,7 +54,9 @@ class RunConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
     compile: str = "auto"
+    compile_backend: str = "inductor"
     precision: str = "auto"
+    fast_path: str = "auto"
     data_root: str = "~/data"
     download: bool = False
     batch_size: int | None = None

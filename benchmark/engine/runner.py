@@ -35,7 +35,8 @@ from ood_bench.engine.process_group import setup as setup_device
 from ood_bench.engine.inputs import check_distinct_sets, ood_labels
 from ood_bench.engine.manifest import machine_info
 from ood_bench.engine.sharding import score_sharded
-from ood_bench.utils.device import PeakMemory, configure_compile, numerics_key, set_precision, synchronize
+from ood_bench.utils.device import (PeakMemory, configure_compile, numerics_key, set_fast_path, set_precision,
+                                    synchronize)
 from ood_bench.utils.errors import ConfigError, NonFiniteScoresError
 from ood_bench.utils.locking import file_lock
 from ood_bench.utils.progress import log
@@ -112,7 +113,8 @@ def prepare_methods(cfg: RunConfig) -> PreparedRun:
 
         fetch_missing(cfg, log=log)
     set_precision(cfg.precision)
-    configure_compile(cfg.compile, device)
+    set_fast_path(cfg.fast_path)
+    configure_compile(cfg.compile, device, cfg.compile_backend)
     methods: dict[str, tuple[type[OODMethod], MethodConfig]] = {}
     for name in cfg.methods:
         key = METHODS.canonical(name)
@@ -166,7 +168,7 @@ class Runner:
         self.cache = cache
         self.examples_dir = examples_dir
         self.results: list[MethodResult] = []
-        self.artifacts = ArtifactStore(cache, numerics_key(prep.cfg.precision, prep.cfg.compile, prep.device))
+        self.artifacts = ArtifactStore(cache, self.numerics("fit"))
 
     def run(self) -> list[MethodResult]:
         p = self.prep
@@ -178,27 +180,50 @@ class Runner:
     # ------------------------------------------------------------------------------------
     def run_method(self, key: str, cls: type[OODMethod], mcfg: MethodConfig, seed: int) -> MethodResult:
         p = self.prep
-        numerics = numerics_key(p.cfg.precision, p.cfg.compile, p.device)  # {} on a CPU by default
-        ctx = method_context(cls, p.device, seed, p.cfg.batch_size, p.cfg.workers, p.cfg.compile)
-        batch_size = ctx.batch_size
-        method = cls(mcfg, ctx)
-        train, uses = self.attach(method, key, seed)
-        fit_key = digest({"method": key, "version": cls.version, "fit": mcfg.stage_dict("fit"),
-                          "train": train.fingerprint(), "seed": seed, **numerics,
-                          **({"artifacts": {u.name: u.key for u in uses}} if uses else {}),
-                          **({"validation": method.validation.fingerprint()} if cls.needs_validation else {})})
-        ctx.work_dir = self.cache.work_dir(key, fit_key)
-        origin = {"method": key, "config": mcfg.to_dict(), "seed": seed,
-                  "artifacts": {u.name: {"kind": u.kind, "key": u.key, "folder": u.folder} for u in uses}}
-        fit_seconds, fit_peak, fit_cached, report = self._fit(method, key, fit_key, train, origin)
-        fit_seconds += sum(u.seconds for u in uses if u.status != "shared")
+        method, fit_key, uses, (fit_seconds, fit_peak, fit_cached, report) = self.fitted(key, cls, mcfg, seed)
+        batch_size = method.ctx.batch_size
         score_base = {"fit": fit_key, "score": mcfg.stage_dict("score"), "batch": batch_size,
-                      "device": p.device.type, "seed": seed, **numerics}
+                      "device": p.device.type, "seed": seed, **self.numerics("score")}
         id_scores = self._score(method, key, fit_key, score_base, p.id_test, "id", "id", display_name(p.cfg.id))
         oods = [self._score(method, key, fit_key, score_base, ds, "ood", p.groups[name], name)
                 for name, ds in p.oods.items()]
         return MethodResult(key, seed, mcfg.to_dict(), fit_key, fit_seconds, fit_peak, fit_cached,
                             report, method.cost(), method.budget(), id_scores, oods, uses)
+
+    def context(self, cls: type[OODMethod], seed: int, **kw: Any) -> RunContext:
+        """The run's :class:`RunContext` for a method of class ``cls`` (``kw`` overrides fields)."""
+        c = self.prep.cfg
+        ctx = method_context(cls, self.prep.device, seed, c.batch_size, c.workers, c.compile)
+        ctx.compile_backend = c.compile_backend
+        for k, v in kw.items():
+            setattr(ctx, k, v)
+        return ctx
+
+    def fitted(self, key: str, cls: type[OODMethod], mcfg: MethodConfig,
+               seed: int) -> tuple[OODMethod, str, list[ArtifactUse], tuple[float, float, bool, dict]]:
+        """``(method, fit_key, artifact uses, (fit seconds, fit peak MiB, cached?, fit report))``:
+        the method with its artifacts attached and its own model fitted, or loaded from the cache
+        (where it then is, on rank 0: ``cache.model_dir(key, fit_key)``). The fit seconds count
+        the artifacts this method built or loaded (not those it shared)."""
+        ctx = self.context(cls, seed)
+        method = cls(mcfg, ctx)
+        train, uses = self.attach(method, key, seed)
+        fit_key = digest({"method": key, "version": cls.version, "fit": mcfg.stage_dict("fit"),
+                          "train": train.fingerprint(), "seed": seed, **self.numerics("fit"),
+                          **({"artifacts": {u.name: u.key for u in uses}} if uses else {}),
+                          **({"validation": method.validation.fingerprint()} if cls.needs_validation else {})})
+        ctx.work_dir = self.cache.work_dir(key, fit_key)
+        origin = {"method": key, "config": mcfg.to_dict(), "seed": seed,
+                  "artifacts": {u.name: {"kind": u.kind, "key": u.key, "folder": u.folder} for u in uses}}
+        seconds, peak, cached, report = self._fit(method, key, fit_key, train, origin)
+        seconds += sum(u.seconds for u in uses if u.status != "shared")
+        return method, fit_key, uses, (seconds, peak, cached, report)
+
+    def numerics(self, stage: str) -> dict[str, str]:
+        """The fast-path options that change a ``stage``'s numbers (``{}`` on a CPU by default)."""
+        c = self.prep.cfg
+        return numerics_key(c.precision, c.compile, self.prep.device, stage=stage, fast_path_mode=c.fast_path,
+                            backend=c.compile_backend)
 
     def attach(self, method: OODMethod, key: str, seed: int) -> tuple[ImageDataset, list[ArtifactUse]]:
         """Give ``method`` its artifacts and hold-out (:func:`~ood_bench.engine.artifact_store.attach`)

@@ -227,8 +227,9 @@ def measure_training(prep: PreparedRun, steps: int = 25, batch_size: int | None 
                      compile: str | None = None, num_classes: int = 10) -> list[TrainingSpeed]:
     """Training img/s of every network the methods of ``prep`` train as shared artifacts and whose
     kind can time itself (:meth:`Artifact.training_throughput`: the DDPM UNets, class-conditional
-    with ``num_classes``), once per recipe, at its batch size (or ``batch_size``), from two
-    trainings of ``max(1, steps // 5)`` and ``steps`` steps. Other networks are left out."""
+    with ``num_classes``), once per recipe, at its batch size (or ``batch_size``), over the last
+    ``steps − max(1, steps // 5)`` of ``steps`` steps of one training (the first are warm-up; see
+    :func:`ood_bench.methods.unet.unet_training_throughput`). Other networks are left out."""
     short = max(1, steps // 5)
     if steps <= short:
         raise ValueError("training speed needs at least 2 steps")
@@ -253,7 +254,8 @@ def format_training_table(results: list[TrainingSpeed]) -> str:
     import pandas as pd
 
     rows = [{"method": r.method, "network": r.network, "batch": r.batch_size,
-             "steps timed": f"{r.steps[1]} - {r.steps[0]}", "train img/s": f"{r.img_per_s:.4g}"} for r in results]
+             "steps timed": f"{r.steps[1] - r.steps[0]} after {r.steps[0]} warm-up", "train img/s": f"{r.img_per_s:.4g}"}
+            for r in results]
     return pd.DataFrame(rows).to_markdown(index=False, tablefmt="simple", disable_numparse=True)
 
 

@@ -1,5 +1,12 @@
-"""Device selection and the few device-dependent helpers (sync, autocast, peak memory, the GPU
-fast path: bf16, channels_last, ``torch.compile``)."""
+"""Device selection and the few device-dependent helpers (sync, autocast, peak memory, the fast
+path: bf16, channels_last, on-device resizing, ``torch.compile``).
+
+The fast path is three independent switches, each with an ``auto`` that picks the GPU setting
+on CUDA and the plain path elsewhere, and each selectable on a CPU (so every branch of it runs
+in CI): ``--precision`` (bf16 autocast), ``--fast-path`` (uint8 batches resized on the device,
+channels_last) and ``--compile`` (``torch.compile``; ``--compile-backend aot_eager`` traces
+without generating code). What only a GPU exercises is the device itself: CUDA graphs
+(``--compile graphs``), pinned host memory, cuDNN/TF32 and nccl."""
 from __future__ import annotations
 
 import contextlib
@@ -45,23 +52,74 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-PRECISIONS = ("auto", "fp32")
+PRECISIONS = ("auto", "fp32", "bf16")
+FAST_PATHS = ("auto", "on", "off")
 COMPILE_MODES = ("auto", "on", "graphs", "off")
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 _precision = "auto"
+_fast_path = "auto"
+# torch's own TF32 settings at import, restored when the precision leaves fp32
+_TF32_DEFAULTS = (torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
 
 
 def set_precision(precision: str) -> None:
-    """``auto``: bf16 autocast and channels_last on CUDA (the fast path); ``fp32``: the plain
-    fp32 path everywhere (the reference the fast path is checked against). CPUs always run fp32."""
+    """``--precision``: ``auto`` = bf16 autocast on CUDA, fp32 elsewhere; ``bf16`` = bf16
+    autocast on any device (CPUs too: the fast path's arithmetic, checkable without a GPU);
+    ``fp32`` = fp32 everywhere, the reference the fast path is checked against — true fp32: it
+    turns TF32 off for cuDNN convolutions (``torch.backends.cudnn.allow_tf32 = False``) and for
+    matrix products (``torch.set_float32_matmul_precision("highest")``), which Ampere/Hopper GPUs
+    otherwise use for fp32 convolutions. The other precisions restore torch's settings."""
     global _precision
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     _precision = precision
+    if precision == "fp32":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+    else:
+        torch.backends.cudnn.allow_tf32 = _TF32_DEFAULTS[0]
+        torch.set_float32_matmul_precision(_TF32_DEFAULTS[1])
+
+
+def set_fast_path(mode: str) -> None:
+    """``--fast-path``: ``on`` = uint8 native-size batches finished (converted, resized) on the
+    device and channels_last networks, on any device; ``off`` = per-image transforms in the
+    loader and the standard layout; ``auto`` = on for CUDA unless ``--precision fp32`` (the
+    plain reference path), off elsewhere."""
+    global _fast_path
+    if mode not in FAST_PATHS:
+        raise ConfigError(f"unknown --fast-path {mode!r}; use one of {', '.join(FAST_PATHS)}")
+    _fast_path = mode
+
+
+def get_numerics() -> tuple[str, str]:
+    """The current ``(precision, fast_path)`` settings."""
+    return _precision, _fast_path
+
+
+@contextlib.contextmanager
+def numerics(precision: str, fast_path_mode: str):
+    """Run a block under another precision and fast-path setting (restored afterwards)."""
+    before = get_numerics()
+    set_precision(precision)
+    set_fast_path(fast_path_mode)
+    try:
+        yield
+    finally:
+        set_precision(before[0])
+        set_fast_path(before[1])
+
+
+def bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast applies on ``device`` (``--precision``)."""
+    return _precision == "bf16" or (_precision == "auto" and device.type == "cuda")
 
 
 def fast_path(device: torch.device) -> bool:
-    """Whether bf16 autocast and channels_last apply on ``device``."""
-    return device.type == "cuda" and _precision == "auto"
+    """Whether the fast data path and channels_last apply on ``device`` (``--fast-path``)."""
+    if _fast_path == "auto":
+        return device.type == "cuda" and _precision != "fp32"
+    return _fast_path == "on"
 
 
 def compile_enabled(mode: str, device: torch.device) -> bool:
@@ -73,12 +131,14 @@ def compile_enabled(mode: str, device: torch.device) -> bool:
     return mode in ("on", "graphs") or (mode == "auto" and device.type == "cuda")
 
 
-def configure_compile(mode: str, device: torch.device) -> bool:
+def configure_compile(mode: str, device: torch.device, backend: str = "inductor") -> bool:
     """Check ``--compile`` before any work and return :func:`compile_enabled`. Under ``auto``, a
     network ``torch.compile`` cannot handle then runs eagerly (with a warning from torch)
     instead of failing the run: auto means "where it works"; an explicit ``on``/``graphs``
     keeps compile errors fatal. (Nothing is imported where nothing compiles.)"""
     enabled = compile_enabled(mode, device)
+    if backend not in COMPILE_BACKENDS:
+        raise ConfigError(f"unknown --compile-backend {backend!r}; use one of {', '.join(COMPILE_BACKENDS)}")
     if enabled and mode == "auto":
         import torch._dynamo
 
@@ -91,13 +151,30 @@ def compile_backend(mode: str, device: torch.device, backend: str = "inductor") 
     return backend if compile_enabled(mode, device) else None
 
 
-def numerics_key(precision: str, compile: str, device: torch.device) -> dict[str, str]:
-    """What of the fast-path options changes computed numbers on ``device``, for cache keys:
-    on CUDA the precision (bf16 vs fp32), anywhere the compile mode when compiling (fused
-    kernels round differently). Empty on a CPU with the defaults, so CPU keys stay as they were."""
-    key = {"precision": precision} if device.type == "cuda" else {}
+def numerics_key(precision: str, compile: str, device: torch.device, *, stage: str = "fit",
+                 fast_path_mode: str = "auto", backend: str = "inductor") -> dict[str, str]:
+    """What of the fast-path options changes computed numbers on ``device``, for cache keys.
+
+    - precision: on CUDA always (``"auto"`` for bf16, ``"fp32"``), on a CPU only ``"bf16"``;
+    - ``fast_path``: only where it differs from the device's default (channels_last and the
+      on-device resize round differently);
+    - compile, when compiling: for ``stage="fit"`` only *whether* (``"on"``): ``auto``, ``on``
+      and ``graphs`` train identically (CUDA graphs only replay scoring), so switching among
+      them re-scores but never retrains; for ``stage="score"`` the mode itself. A backend other
+      than inductor (``aot_eager`` in tests) is named too.
+
+    Empty on a CPU with the defaults, so CPU keys stay as they were."""
+    cuda = device.type == "cuda"
+    half = precision == "bf16" or (precision == "auto" and cuda)
+    key = {"precision": "auto" if half else "fp32"} if cuda else ({"precision": "bf16"} if half else {})
+    default_fast = cuda and precision != "fp32"
+    fast = default_fast if fast_path_mode == "auto" else fast_path_mode == "on"
+    if fast != default_fast:
+        key["fast_path"] = "on" if fast else "off"
     if compile_enabled(compile, device):
-        key["compile"] = compile
+        key["compile"] = compile if stage == "score" else "on"
+        if backend != "inductor":
+            key["compile_backend"] = backend
     return key
 
 
@@ -120,9 +197,10 @@ def prepare_network(module: torch.nn.Module, device: torch.device, compile: bool
 
 
 def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA (the GPU fast path); a no-op context on CPU and with precision fp32."""
-    if enabled and fast_path(device):
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bf16 autocast where :func:`bf16` says so (CUDA by default, any device with ``--precision
+    bf16``); a no-op context otherwise."""
+    if enabled and bf16(device):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -156,8 +156,12 @@ class DLSR(OODMethod):
         return self.map_batches(data, z0)
 
     def extract(self, data: ImageDataset, desc: str) -> torch.Tensor:
-        """Feature vectors ``(N, c)`` of every image, in dataset order (float32, CPU)."""
-        return extract_features(self._ensure_features(), data, self.loader_transform(), self.ctx.batch_size,
+        """Feature vectors ``(N, c)`` of every image, in dataset order (float32, CPU), through the
+        path scoring takes (the extractor prepared for inference: channels_last and compiled on
+        the fast path), so training and test features are computed with the same arithmetic."""
+        feats = self._ensure_features()
+        self.prepare_inference()
+        return extract_features(feats, data, self.loader_transform(), self.ctx.batch_size,
                                 self.ctx.workers, self.device, desc)
 
     # ------------------------------------------------------------------ contract
@@ -227,7 +231,9 @@ class DLSR(OODMethod):
 
     def score_batch(self, x: torch.Tensor, generator: torch.Generator) -> BatchOutput:
         with autocast(self.device):
-            z0 = self.features(x).float()
+            # cloned: z0 is kept across the LFDN calls, and under CUDA graphs (--compile graphs) a
+            # compiled network's output is a static buffer the next compiled call overwrites
+            z0 = self.features(x).float().clone()
         eps = torch.randn(z0.shape, device=z0.device, generator=generator)
         scores = self._errors(z0, self.reconstruct(self.model, z0, eps))
         if self.config.lr_score:  # preflight guarantees a first-epoch model then
