@@ -17,6 +17,7 @@ from ood_bench.methods.artifacts import Artifact, ArtifactRequest, register_arti
 from ood_bench.methods.base import RunContext
 from ood_bench.methods.features import FeatureOptions, MultiLayerFeatures, build_features, extract_features
 from ood_bench.methods.training import seed_network
+from ood_bench.utils.device import compile_enabled, prepare_network
 
 # Extraction batch: vectors do not depend on the requesting method's scoring batch size (128 is
 # what every feature method extracted with before features were shared, so their scores stay).
@@ -60,6 +61,9 @@ class FeaturesArtifact(Artifact):
     @classmethod
     def build(cls, recipe: dict, train: ImageDataset, ctx: RunContext) -> "FeaturesArtifact":
         extractor = cls.new_extractor(recipe, ctx)
+        # the path scoring takes (channels_last and compiled on the fast path, autocast inside
+        # extract_features), so training and test vectors share their arithmetic
+        prepare_network(extractor, ctx.device, compile_enabled(ctx.compile, ctx.device), ctx.compile_backend)
         transform = ImageTransform(recipe["image_size"], channels=3)
         vectors = extract_features(extractor, train, transform, EXTRACT_BATCH, ctx.workers, ctx.device,
                                    f"{recipe['backbone']} features {train.name}")

@@ -57,7 +57,7 @@ from ood_bench.methods.artifacts import ArtifactRequest
 from ood_bench.methods.base import BatchOutput, OODMethod
 from ood_bench.methods.feature_set import FeaturesArtifact, features_request
 from ood_bench.methods.dlsr.config import DLSRConfig
-from ood_bench.methods.features import MultiLayerFeatures, build_features, extract_features, layerwise_cosine
+from ood_bench.methods.features import MultiLayerFeatures, build_features, layerwise_cosine
 from ood_bench.methods.dlsr.lfdn import LFDN
 from ood_bench.methods.pretrained import Weights, hub_weights, load_pretrained_model, pretrained_folder
 from ood_bench.methods.training import TrainSpec, seed_network, train
@@ -154,15 +154,6 @@ class DLSR(OODMethod):
                 return feats(x).float()
 
         return self.map_batches(data, z0)
-
-    def extract(self, data: ImageDataset, desc: str) -> torch.Tensor:
-        """Feature vectors ``(N, c)`` of every image, in dataset order (float32, CPU), through the
-        path scoring takes (the extractor prepared for inference: channels_last and compiled on
-        the fast path), so training and test features are computed with the same arithmetic."""
-        feats = self._ensure_features()
-        self.prepare_inference()
-        return extract_features(feats, data, self.loader_transform(), self.ctx.batch_size,
-                                self.ctx.workers, self.device, desc)
 
     # ------------------------------------------------------------------ contract
     def fit(self, train_set: ImageDataset) -> None:
