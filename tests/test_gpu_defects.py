@@ -187,26 +187,20 @@ def test_knn_training_vectors_are_the_vectors_scoring_computes():
     with numerics("bf16", "on"):
         torch.manual_seed(0)
         m = KNN(cfg, RunContext(device=CPU, batch_size=6, workers=0, compile="on", compile_backend="aot_eager"))
-        m.fit(train)
+        ood_bench.fit_method(m, train)  # the shared "features" artifact extracts the training vectors
         d = m.score(train).canonical
     assert (d == 0).all(), d
 
 
-def test_dlsr_trains_on_the_features_scoring_computes(monkeypatch):
+def test_dlsr_trains_on_the_features_scoring_computes():
+    # DLSR's training vectors come from the shared "features" artifact: they must be what
+    # score_batch computes as z0 for the same images (bf16, channels_last, compiled)
     import ood_bench
     from ood_bench.data.loading import DeviceBatches
     from ood_bench.methods.dlsr import method as dlsr_mod
     from ood_bench.methods.dlsr.config import DLSRConfig
     from ood_bench.utils.device import autocast
 
-    seen = {}
-    real = dlsr_mod.extract_features
-
-    def spy(feats, *a, **kw):
-        seen["z"] = real(feats, *a, **kw)
-        return seen["z"]
-
-    monkeypatch.setattr(dlsr_mod, "extract_features", spy)
     train = ood_bench.load_dataset("digits04", "train").take(12)
     cfg = DLSRConfig(backbone="tf_efficientnet_lite0", weights="random", image_size=32, width=16, blocks=1, epochs=1,
                      train_batch_size=12)
@@ -214,8 +208,8 @@ def test_dlsr_trains_on_the_features_scoring_computes(monkeypatch):
         torch.manual_seed(0)
         m = dlsr_mod.DLSR(cfg, RunContext(device=CPU, batch_size=6, workers=0, compile="on",
                                           compile_backend="aot_eager"))
-        m.fit(train)
+        ood_bench.fit_method(m, train)
         m.prepare_inference()
         with torch.no_grad(), autocast(CPU):  # what score_batch computes as z0
             z_score = torch.cat([m.features(x).float() for x, _, _ in DeviceBatches(train, m.loader_transform(), 6, CPU)])
-    assert torch.equal(z_score, seen["z"])
+    assert torch.equal(z_score, m.artifacts["features"].vectors)
