@@ -136,9 +136,6 @@ def fit_classifier(c: ClassifierOptions, x: torch.Tensor, y: torch.Tensor, num_c
     the ``torch.compile`` backend of the training steps, ``None`` = eager (see :func:`~ood_bench.methods.training.train`)."""
     seed_network(seed, "classifier")
     clf = new_classifier(c, num_classes)
-    if c.classifier_zero_head:  # after the random init, so every other layer starts as without it
-        nn.init.zeros_(clf.net.fc.weight)
-        nn.init.zeros_(clf.net.fc.bias)
     xf = x.float() / 255
     with fixed_threads(torch.device("cpu")):  # a reduction: its last bits depend on the thread count
         clf.set_normalization(xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3))

@@ -29,9 +29,6 @@ class ClassifierOptions(MethodConfig):
     classifier_crop_pad: int = fit_option(4, "random-crop padding at 32 px (0 = no crop augmentation)")
     classifier_label_smoothing: float = fit_option(0.0, "label smoothing ε of the cross-entropy, in [0, 1) "
                                                         "(paper: 0; bounds the logit gaps the training pushes for)")
-    classifier_zero_head: bool = fit_option(False, "start the linear head at zero (paper: PyTorch's default random "
-                                                   "init): its weights then only hold what the training gradients "
-                                                   "put there, and the logits sum to zero for every input")
 
     def check_classifier_options(self) -> None:
         """Validate the classifier options (call from ``__post_init__``)."""
