@@ -138,30 +138,3 @@ def test_unlabelled_id_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: diffood needs class labels")
     assert not (tmp_path / "o").exists() and not (tmp_path / "results" / "cache").exists()
-
-
-def test_classifier_label_smoothing_is_validated_and_reaches_the_loss(monkeypatch):
-    import ood_bench
-    from ood_bench.api import build_config
-    from ood_bench.methods.baselines.classifier_scores import MSPConfig
-    from ood_bench.methods.diffood import classifier as clf_mod
-    from ood_bench.utils.errors import ConfigError
-
-    assert DiffOODConfig().classifier_label_smoothing == 0.0  # the paper's recipe
-    for bad in (1.0, -0.1):
-        with pytest.raises(ValueError, match="classifier_label_smoothing"):
-            DiffOODConfig(classifier_label_smoothing=bad)
-    with pytest.raises(ConfigError, match="classifier_label_smoothing"):
-        ood_bench.create_method("msp", classifier_label_smoothing=1.5)
-    cfg = MSPConfig(image_size=8, channels=1, hflip=False, classifier_width=4, classifier_size=8,
-                    classifier_epochs=1, classifier_batch_size=8, classifier_label_smoothing=0.2)
-    assert cfg.stage_dict("fit")["classifier_label_smoothing"] == 0.2  # part of the model's cache key
-    seen, real = [], torch.nn.functional.cross_entropy
-    monkeypatch.setattr(clf_mod.F, "cross_entropy", lambda *a, **k: seen.append(k["label_smoothing"]) or real(*a, **k))
-    x = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    clf_mod.fit_classifier(cfg, x, torch.arange(16) % 2, 2, torch.device("cpu"), 0, None, lambda s: None)
-    assert seen == [0.2, 0.2]  # every training step (16 images / batch 8)
-    # the embedded preset: one classifier recipe (YAML anchor) for diffood, msp and energy
-    opts = build_config("embedded").method_options
-    assert opts["diffood"]["classifier_label_smoothing"] == opts["msp"]["classifier_label_smoothing"] \
-        == opts["energy"]["classifier_label_smoothing"] > 0

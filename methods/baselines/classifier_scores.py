@@ -41,7 +41,6 @@ class ClassifierScoreConfig(ClassifierOptions):
 
     def __post_init__(self) -> None:
         self.require_own_score()
-        self.check_classifier_options()
         if self.temperature <= 0:
             raise ValueError("temperature must be positive")
 

@@ -155,7 +155,7 @@ def fit_classifier(c: ClassifierOptions, x: torch.Tensor, y: torch.Tensor, num_c
         xb = random_crop(xb, pad, g)
         if c.hflip:
             xb = random_hflip(xb, g)
-        return F.cross_entropy(model(xb)[0].float(), yb, label_smoothing=c.classifier_label_smoothing)
+        return F.cross_entropy(model(xb)[0].float(), yb)
 
     log(f"training the ResNet-18 classifier (width {c.classifier_width}, "
         f"{c.classifier_size or c.image_size} px) on {len(x)} images, "

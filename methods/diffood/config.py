@@ -27,13 +27,6 @@ class ClassifierOptions(MethodConfig):
     classifier_weight_decay: float = fit_option(5e-4, "SGD weight decay")
     classifier_batch_size: int = fit_option(128, "classifier batch size")
     classifier_crop_pad: int = fit_option(4, "random-crop padding at 32 px (0 = no crop augmentation)")
-    classifier_label_smoothing: float = fit_option(0.0, "label smoothing ε of the cross-entropy, in [0, 1) "
-                                                        "(paper: 0; bounds the logit gaps the training pushes for)")
-
-    def check_classifier_options(self) -> None:
-        """Validate the classifier options (call from ``__post_init__``)."""
-        if not 0 <= self.classifier_label_smoothing < 1:
-            raise ValueError("classifier_label_smoothing must be in [0, 1)")
 
 
 @dataclass
@@ -59,7 +52,6 @@ class DiffOODConfig(PixelDiffusionConfig, ClassifierOptions):
 
     def __post_init__(self) -> None:
         self.check_pixel_options()
-        self.check_classifier_options()
         bad = [s for s in self.spaces if s not in SPACES]
         if bad or not self.spaces:
             raise ValueError(f"spaces must be among {SPACES}")
