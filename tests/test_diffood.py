@@ -162,3 +162,12 @@ def test_classifier_on_frozen_features_trains_only_its_head():
     logits, feats = clf(x[:4].float() / 255)
     assert logits.shape == (4, 2) and feats.shape == (4, clf.net.features.dim)
     assert 0.0 <= report["classifier_train_acc"] <= 1.0
+
+
+def test_embedded_preset_shares_one_classifier_recipe():
+    from ood_bench.api import build_config
+
+    opts = build_config("embedded").method_options
+    clf = {k: v for k, v in opts["msp"].items()}
+    assert opts["energy"] == clf and {k: opts["diffood"][k] for k in clf} == clf  # the YAML anchor
+    assert clf["classifier_backbone"] == "tf_efficientnet_lite0" and clf["classifier_size"] == 96

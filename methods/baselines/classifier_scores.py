@@ -24,6 +24,7 @@ from ood_bench.data.transforms import ImageTransform
 from ood_bench.methods.base import BatchOutput, OODMethod, fit_option, score_option
 from ood_bench.methods.diffood.classifier import Classifier, classifier_file, fit_classifier, new_classifier
 from ood_bench.methods.diffood.config import ClassifierOptions
+from ood_bench.methods.backbones import resolve_weights_file
 from ood_bench.methods.registry import register_method
 from ood_bench.utils.errors import ConfigError
 
@@ -64,6 +65,8 @@ class ClassifierScore(OODMethod):
     def preflight(cls, config: ClassifierScoreConfig) -> None:
         if config.classifier_path:
             classifier_file(config.classifier_path)
+        elif config.classifier_backbone:
+            resolve_weights_file(config.classifier_backbone, config.classifier_weights)
 
     def inference_networks(self) -> list[torch.nn.Module]:
         return [self.classifier]
