@@ -142,3 +142,36 @@ def test_unlabelled_id_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: diffood needs class labels")
     assert not (tmp_path / "o").exists() and not (tmp_path / "results" / "cache").exists()
+
+
+def test_classifier_on_frozen_features_trains_only_its_head():
+    from ood_bench.methods.baselines.classifier_scores import MSPConfig
+    from ood_bench.methods.diffood.classifier import FrozenFeatureNet, fit_classifier, new_classifier
+    from ood_bench.methods.training import seed_network
+
+    assert DiffOODConfig().classifier_backbone == ""  # the paper's ResNet-18 trained from scratch
+    cfg = MSPConfig(image_size=8, channels=1, hflip=False, classifier_backbone="tf_efficientnet_lite0",
+                    classifier_weights="random", classifier_size=32, classifier_epochs=3, classifier_batch_size=8)
+    assert cfg.stage_dict("fit")["classifier_backbone"] == "tf_efficientnet_lite0"  # part of the cache key
+    seed_network(0, "classifier")  # as fit_classifier does before building it
+    before = new_classifier(cfg, 2).state_dict()
+    x = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    clf, report = fit_classifier(cfg, x, torch.arange(16) % 2, 2, torch.device("cpu"), 0, None, lambda s: None)
+    assert isinstance(clf.net, FrozenFeatureNet) and not clf.training
+    after = clf.state_dict()
+    frozen = [k for k in after if k.startswith("net.features.")]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # backbone (and its BN stats) untouched
+    assert not torch.equal(before["net.fc.weight"], after["net.fc.weight"])  # the head trained
+    assert torch.equal(after["mean"], torch.zeros(1, 1, 1, 1)) and torch.equal(after["std"], torch.ones(1, 1, 1, 1))
+    logits, feats = clf(x[:4].float() / 255)
+    assert logits.shape == (4, 2) and feats.shape == (4, clf.net.features.dim)
+    assert 0.0 <= report["classifier_train_acc"] <= 1.0
+
+
+def test_embedded_preset_shares_one_classifier_recipe():
+    from ood_bench.api import build_config
+
+    opts = build_config("embedded").method_options
+    clf = {k: v for k, v in opts["msp"].items()}
+    assert opts["energy"] == clf and {k: opts["diffood"][k] for k in clf} == clf  # the YAML anchor
+    assert clf["classifier_backbone"] == "tf_efficientnet_lite0" and clf["classifier_size"] == 96

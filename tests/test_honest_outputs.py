@@ -146,6 +146,7 @@ def test_non_finite_scores_and_diverged_training_are_one_line_and_cache_nothing(
     rc, err = _err(capsys, ["run", "--method", "msp", "--id", "digits04", "--ood", "noise", "--limit", "10",
                             "--train-limit", "40", "--bootstrap", "0", "--quiet", "--cache-dir", "c", "--out", "m",
                             "--set", "msp.classifier_width=4", "msp.classifier_epochs=2", "msp.image_size=8",
-                            "msp.channels=1", "msp.classifier_size=8", "msp.classifier_lr=1e30"])
+                            "msp.channels=1", "msp.classifier_size=8", "msp.classifier_lr=1e30",
+                            "msp.classifier_backbone="])
     assert rc == 2 and "training loss became" in err[-1] and "nothing was cached" in err[-1] and err[-1].startswith("error: ")
     assert not list((tmp_path / "c" / "artifacts").rglob("artifact.json")) and not (tmp_path / "c" / "msp").exists()

@@ -25,6 +25,7 @@ from ood_bench.methods.base import BatchOutput, OODMethod, score_option
 from ood_bench.methods.classifier import ClassifierArtifact, ClassifierRecipe, classifier_request
 from ood_bench.methods.classifier.network import CHECKPOINT_PATTERNS, Classifier, classifier_file, new_classifier
 from ood_bench.methods.pretrained import Weights, hub_weights
+from ood_bench.methods.backbones import resolve_weights_file
 from ood_bench.methods.registry import register_method
 
 
@@ -64,6 +65,8 @@ class ClassifierScore(OODMethod):
     def preflight(cls, config: ClassifierScoreConfig) -> None:
         if config.classifier_path:
             classifier_file(config.classifier_path)
+        elif config.classifier_backbone:
+            resolve_weights_file(config.classifier_backbone, config.classifier_weights)
 
     def inference_networks(self) -> list[torch.nn.Module]:
         return [self.classifier]

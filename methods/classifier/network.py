@@ -22,6 +22,7 @@ from timm.models.resnet import BasicBlock
 from torch import nn
 
 from ood_bench.methods.backbones import load_by_order
+from ood_bench.methods.features import FeatureOptions, MultiLayerFeatures, build_features
 from ood_bench.methods.pretrained import load_weights, pretrained_folder
 from ood_bench.methods.training import TrainSpec, fixed_threads, seed_network, train
 from ood_bench.utils.errors import MissingWeightsError
@@ -61,14 +62,37 @@ class ResNet18x32(nn.Module):
         return self.fc(feats), feats
 
 
-class Classifier(nn.Module):
-    """:class:`ResNet18x32` behind resizing to ``input_size`` (0 = keep the input's size) and the
-    ID set's mean/std normalisation; inputs ``(B, C, H, W)`` in ``[0, 1]``."""
+class FrozenFeatureNet(nn.Module):
+    """A frozen :class:`~ood_bench.methods.features.MultiLayerFeatures` extractor (DLSR's
+    per-layer standardised vectors, ``(B, c)``) under a linear head: ``(B, C, H, W)`` in
+    ``[0, 1]`` (one channel is repeated to three) → ``(logits (B, K), features (B, c))``.
+    Only ``fc`` trains; the extractor stays in eval mode."""
 
-    def __init__(self, num_classes: int, in_chans: int = 3, width: int = 64, input_size: int = 32) -> None:
+    def __init__(self, features: MultiLayerFeatures, num_classes: int) -> None:
+        super().__init__()
+        self.features = features.eval().requires_grad_(False)
+        self.fc = nn.Linear(features.dim, num_classes)
+
+    def train(self, mode: bool = True) -> "FrozenFeatureNet":
+        super().train(mode)
+        self.features.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.features(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)
+        return self.fc(feats), feats
+
+
+class Classifier(nn.Module):
+    """:class:`ResNet18x32` (or a given ``net`` with the same output, e.g. :class:`FrozenFeatureNet`)
+    behind resizing to ``input_size`` (0 = keep the input's size) and the ID set's mean/std
+    normalisation; inputs ``(B, C, H, W)`` in ``[0, 1]``."""
+
+    def __init__(self, num_classes: int, in_chans: int = 3, width: int = 64, input_size: int = 32,
+                 net: nn.Module | None = None) -> None:
         super().__init__()
         self.input_size = input_size
-        self.net = ResNet18x32(num_classes, in_chans, width)
+        self.net = net if net is not None else ResNet18x32(num_classes, in_chans, width)
         self.register_buffer("mean", torch.zeros(1, in_chans, 1, 1))
         self.register_buffer("std", torch.ones(1, in_chans, 1, 1))
 
@@ -123,8 +147,34 @@ def save_classifier(clf: Classifier, folder: Path) -> None:
 
 
 def new_classifier(c: ClassifierOptions, num_classes: int) -> Classifier:
-    """An untrained :class:`Classifier` at the configured width and input size."""
+    """An untrained :class:`Classifier` at the configured width and input size; with
+    ``classifier_backbone``, a :class:`FrozenFeatureNet` on that backbone's weights (its own
+    normalisation, so the classifier's stays the identity)."""
+    if c.classifier_backbone:
+        feats, _ = build_features(FeatureOptions(backbone=c.classifier_backbone, weights=c.classifier_weights,
+                                                 image_size=c.classifier_size), torch.device("cpu"))
+        return Classifier(num_classes, c.channels, input_size=c.classifier_size, net=FrozenFeatureNet(feats, num_classes))
     return Classifier(num_classes, c.channels, c.classifier_width, c.classifier_size)
+
+
+def _fit_head(clf: Classifier, c: ClassifierOptions, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+              seed: int, work_dir: Path | None, compile: str | None) -> float:
+    """Train ``clf.net.fc`` (cross-entropy, the classifier's SGD recipe) on the frozen features of
+    uint8 images ``x``, extracted once; returns the last epoch's mean loss."""
+    net = clf.net.to(device)
+    with torch.no_grad():
+        feats = torch.cat([clf(xb.to(device).float() / 255)[1].float().cpu() for xb in x.split(256)])
+
+    def loss_fn(model, batch, g):
+        return F.cross_entropy(model(batch[0]).float(), batch[1])
+
+    spec = TrainSpec(epochs=c.classifier_epochs, batch_size=c.classifier_batch_size, lr=c.classifier_lr,
+                     weight_decay=c.classifier_weight_decay, optimizer="sgd", momentum=c.classifier_momentum,
+                     nesterov=True, schedule="cosine", checkpoint_every=c.checkpoint_every)
+    res = train(net.fc, (feats, y), loss_fn, spec, device, seed, work_dir,
+                desc="classifier head", checkpoint_name="classifier_state", compile=compile)
+    net.fc = res.model
+    return res.epoch_losses[-1]
 
 
 def fit_classifier(c: ClassifierOptions, x: torch.Tensor, y: torch.Tensor, num_classes: int,
@@ -137,8 +187,9 @@ def fit_classifier(c: ClassifierOptions, x: torch.Tensor, y: torch.Tensor, num_c
     seed_network(seed, "classifier")
     clf = new_classifier(c, num_classes)
     xf = x.float() / 255
-    with fixed_threads(torch.device("cpu")):  # a reduction: its last bits depend on the thread count
-        clf.set_normalization(xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
+    if not c.classifier_backbone:
+        with fixed_threads(torch.device("cpu")):  # a reduction: its last bits depend on the thread count
+            clf.set_normalization(xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
     if c.classifier_path:
         state = load_weights(classifier_file(c.classifier_path), "classifier_path")
         state = state.get("state_dict", state) if isinstance(state, dict) else state
@@ -148,6 +199,15 @@ def fit_classifier(c: ClassifierOptions, x: torch.Tensor, y: torch.Tensor, num_c
             load_by_order(clf.net, state, source=c.classifier_path)
         log(f"using the classifier in {c.classifier_path}")
         return clf.to(device).eval(), {}
+    if c.classifier_backbone:
+        log(f"training a linear head on frozen {c.classifier_backbone} features ({c.classifier_size} px) of "
+            f"{len(x)} images, {num_classes} classes, {c.classifier_epochs} epochs")
+        with fixed_threads(device):
+            loss = _fit_head(clf, c, x, y, device, seed, work_dir, compile)
+        clf = clf.to(device).eval()
+        with torch.no_grad():
+            pred = torch.cat([clf(xb.to(device).float() / 255)[0].argmax(1).cpu() for xb in x.split(512)])
+        return clf, {"classifier_train_acc": float((pred == y).float().mean()), "classifier_final_loss": loss}
     pad = c.classifier_crop_pad * c.image_size // 32
 
     def loss_fn(model, batch, g):

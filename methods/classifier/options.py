@@ -27,6 +27,11 @@ class ClassifierOptions(MethodConfig):
     classifier_weight_decay: float = fit_option(5e-4, "SGD weight decay")
     classifier_batch_size: int = fit_option(128, "classifier batch size")
     classifier_crop_pad: int = fit_option(4, "random-crop padding at 32 px (0 = no crop augmentation)")
+    classifier_backbone: str = fit_option("", "'' = the ResNet-18 32x32 trained from scratch (paper); a timm backbone "
+                                              "(tf_efficientnet_lite0, tf_efficientnet_b4, resnet50) = its frozen "
+                                              "multi-layer features (DLSR's, at classifier_size px) under a trained "
+                                              "linear head (width, crop and flips then do not apply)")
+    classifier_weights: str = fit_option("auto", "weights of classifier_backbone: auto | <file.pth> | timm | random")
 
 
 @dataclass

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 from ood_bench.utils.errors import ConfigError
+from ood_bench.methods.backbones import resolve_weights_file
 from ood_bench.methods.registry import register_method
 from ood_bench.data.base import ImageDataset
 from ood_bench.methods.artifacts import ArtifactRequest
@@ -96,6 +97,8 @@ class DiffOOD(PixelDiffusionMethod):
     def preflight(cls, config: DiffOODConfig) -> None:
         if config.classifier_path:
             classifier_file(config.classifier_path)
+        elif config.classifier_backbone:
+            resolve_weights_file(config.classifier_backbone, config.classifier_weights)
         if config.unet:
             load_unet(config.unet, config.image_size, config.channels)
 
