@@ -11,7 +11,7 @@ import yaml
 
 import ood_bench
 from ood_bench.cli import main
-from ood_bench.methods.base import BatchOutput, score_option
+from ood_bench.methods.base import BatchOutput, fit_option, score_option
 from ood_bench.methods.registry import METHODS, register_method
 from ood_bench.reporting.frontier import knee_index, knees_frame, pareto_mask
 from helpers import MeanConfig, MeanImage
@@ -43,8 +43,30 @@ class NoisyMean(MeanImage):
         return {"net": float(self.config.passes)}
 
 
+@dataclass
+class BinsConfig(MeanConfig):
+    bins: int = fit_option(4, "levels of the fitted summary (a post-hoc fit: more = dearer)")
+
+
+class BinnedMean(MeanImage):
+    """A detector whose cost knob is a fit option (as MSMA's levels): declared, so a sweep refits
+    its cheap summary per point."""
+
+    config_cls = BinsConfig
+    cost_knobs = {"bins": (2, 4)}
+    fits = 0
+
+    def fit(self, train):
+        type(self).fits += 1
+        super().fit(train)
+
+    def cost(self):
+        return {"net": float(self.config.bins)}
+
+
 if "test-passes" not in METHODS:
     register_method("test-passes")(NoisyMean)
+    register_method("test-bins")(BinnedMean)
 
 BASE = ["--id", "digits", "--ood", "noise", "textures", "--limit", "40", "--device", "cpu", "--quiet", "--bootstrap", "0"]
 
@@ -150,3 +172,14 @@ def test_sweep_refuses_equal_budgets_and_no_cache(tmp_path, capsys):
     assert "drop --steps/--reps" in capsys.readouterr().err
     assert _sweep(tmp_path, "--no-cache") == 2
     assert "--no-cache" in capsys.readouterr().err
+
+
+def test_a_declared_fit_stage_knob_refits_the_method_at_each_point_and_an_undeclared_one_is_refused(tmp_path, capsys):
+    BinnedMean.fits = 0
+    argv = ["sweep", "--method", "test-bins", *BASE, "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "s")]
+    assert main(argv) == 0
+    assert BinnedMean.fits == 2  # one post-hoc fit per point
+    f = pd.read_csv(tmp_path / "s" / "frontier.csv")
+    assert sorted(f[f["ood"] == "mean"]["nfe"]) == [2, 4]
+    assert main([*argv[:-1], str(tmp_path / "s2"), "--grid", "test-bins.size=4,8"]) == 2
+    assert "test-bins.size is a fit option" in capsys.readouterr().err

@@ -8,6 +8,11 @@ the fit options only, so it is fitted (or loaded) once and every point re-scores
 cached per point, so a rerun or a wider grid only scores the points that are new, and a point's
 scores are bit-identical to a plain run with the same options.
 
+A knob may also be a *fit* option when the method declares it (MSMA's noise levels, DiffPath's
+inversion steps: their own fit is a post-hoc density on statistics of a shared network): the
+method then refits its density at each point, never the shared network — a point whose config
+would ask for another shared network is refused.
+
 Ladders come, in order of precedence, from ``--grid METHOD.OPTION=V1,V2,...`` (the command line),
 the preset's ``sweep:`` mapping (``{method: {option: [values]}}``), then the method's declared
 ``cost_knobs``. A method named in the command line or the preset varies only the knobs named
@@ -20,12 +25,13 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import yaml
 
 from ood_bench.engine.cache import Cache
 from ood_bench.engine.config import build_dataclass
 from ood_bench.engine.runner import PreparedRun, Runner
-from ood_bench.methods.base import MethodConfig, OODMethod
+from ood_bench.methods.base import MethodConfig, OODMethod, RunContext
 from ood_bench.methods.registry import METHODS
 from ood_bench.outcomes import MethodResult
 from ood_bench.utils.errors import ConfigError
@@ -82,7 +88,7 @@ def _ladders(cls: type[OODMethod], key: str, given: dict[str, Any] | None) -> di
         if option not in fields:
             raise ConfigError(f"sweep: {key} has no option {option!r}; its cost knobs are "
                               f"{', '.join(cls.cost_knobs) or 'none'} (see `ood-bench list --options`)")
-        if fields[option].metadata.get("stage", "fit") != "score":
+        if fields[option].metadata.get("stage", "fit") != "score" and option not in cls.cost_knobs:
             raise ConfigError(f"sweep: {key}.{option} is a fit option (changing it retrains the model); "
                               f"a sweep varies scoring options only, e.g. {', '.join(cls.cost_knobs) or 'none'}")
         if not isinstance(values, list) or not values:
@@ -113,16 +119,26 @@ def plan_sweep(prep: PreparedRun, grid: Grid) -> list[SweepPoint]:
         given = _for(grid, key) if _for(grid, key) is not None else _for(preset_grid, key)
         ladders = _ladders(cls, key, given)
         base = {**cfg.method_options.get(key, {})}
+        base_cfg = build_dataclass(cls.config_cls, base, key)
         seen: set[str] = set()
         for values in itertools.product(*ladders.values()):
             knobs = tuple(zip(ladders, values))
             mcfg = build_dataclass(cls.config_cls, {**base, **dict(knobs)}, f"sweep point {key}")
             cls.preflight(mcfg)
+            if _requests(cls, mcfg) != _requests(cls, base_cfg):
+                raise ConfigError(f"sweep: {key} at {' '.join(f'{k}={_fmt(v)}' for k, v in knobs)} would train "
+                                  f"another shared network; a sweep re-scores the networks it has")
             fingerprint = repr(mcfg.stage_dict("score"))
             if fingerprint not in seen:  # two ladders may meet in one config
                 seen.add(fingerprint)
                 points.append(SweepPoint(key, knobs, mcfg))
     return points
+
+
+def _requests(cls: type[OODMethod], mcfg: MethodConfig) -> dict[str, dict]:
+    """The identities of the shared artifacts a method of config ``mcfg`` asks for."""
+    method = cls(mcfg, RunContext(device=torch.device("cpu")))
+    return {name: r.identity() for name, r in method.requires().items()}
 
 
 def _for(grid: Grid, key: str) -> dict[str, Any] | None:
