@@ -128,7 +128,7 @@ def plan_sweep(prep: PreparedRun, grid: Grid) -> list[SweepPoint]:
             if _requests(cls, mcfg) != _requests(cls, base_cfg):
                 raise ConfigError(f"sweep: {key} at {' '.join(f'{k}={_fmt(v)}' for k, v in knobs)} would train "
                                   f"another shared network; a sweep re-scores the networks it has")
-            fingerprint = repr(mcfg.stage_dict("score"))
+            fingerprint = repr(mcfg.to_dict())
             if fingerprint not in seen:  # two ladders may meet in one config
                 seen.add(fingerprint)
                 points.append(SweepPoint(key, knobs, mcfg))
