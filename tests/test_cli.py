@@ -92,7 +92,10 @@ def test_bad_input_errors(tmp_path, capsys, monkeypatch, argv, needle):
 def test_list_shows_methods_datasets_and_options(capsys):
     assert main(["list", "--options"]) == 0
     out = capsys.readouterr().out
-    assert "dlsr" in out and "digits59" in out and "cifar10" in out and "dlsr.t=3  (score)" in out
+    assert "dlsr" in out and "digits59" in out and "cifar10" in out
+    # an option line: name=default, its stage, and for a cost knob its sweep ladder
+    assert "dlsr.timesteps=100  (fit) diffusion steps T" in out
+    assert "dlsr.t=3  (score; cost knob, sweep ladder [1, 3, 5, 10]) distortion timestep" in out
 
 
 def test_leaderboard_reexport_merges_runs(tmp_path, capsys):

@@ -146,7 +146,7 @@ def test_unlabelled_id_is_refused_before_any_work(tmp_path, capsys):
 
 def test_classifier_on_frozen_features_trains_only_its_head():
     from ood_bench.methods.baselines.classifier_scores import MSPConfig
-    from ood_bench.methods.diffood.classifier import FrozenFeatureNet, fit_classifier, new_classifier
+    from ood_bench.methods.classifier.network import FrozenFeatureNet, fit_classifier, new_classifier
     from ood_bench.methods.training import seed_network
 
     assert DiffOODConfig().classifier_backbone == ""  # the paper's ResNet-18 trained from scratch

@@ -19,6 +19,7 @@ from ood_bench.api import load_dataset
 from ood_bench.data.base import ShardDataset
 from ood_bench.engine.process_group import launch_env, rank_device
 from ood_bench.engine.sharding import concat, shard_bounds
+from ood_bench.methods import METHODS
 from ood_bench.methods.base import BatchOutput, RunContext
 from ood_bench.methods.training import train
 from ood_bench.utils.errors import ConfigError
@@ -96,17 +97,24 @@ def test_ddp_training_matches_one_process_and_resumes(tmp_path):
         torch.testing.assert_close(got["resumed"]["model"][k], v)
 
 
-# Every method at toy sizes: 3 scoring batches per set (--limit 24, --batch-size 8), so the two
-# ranks get 1 and 2 batches.
+# Every registered method at toy sizes: 3 scoring batches per set (--limit 24, --batch-size 8), so
+# the two ranks get 1 and 2 batches. The six ID-DDPM users get one identical tiny UNet recipe (one
+# shared network, trained once per seed); the classifier users one identical tiny classifier.
+_DDPM = ["lmd", "ddpm-ood", "msma", "diffpath", "diffusion-nll", "diffusion-ic"]
+_CLF = ["diffood", "msp", "energy"]
 RUN = ["-m", "ood_bench", "run", "--config", "embedded", "--ood", "digits59", "noise", "--limit", "24",
        "--train-limit", "80", "--batch-size", "8", "--bootstrap", "0", "--device", "cpu", "--quiet",
        "--cache-dir", "cache", "--set", "dlsr.image_size=32", "dlsr.width=32", "dlsr.blocks=1", "dlsr.epochs=2",
-       "mahalanobis.image_size=32", "knn.image_size=32", "knn.k=5", "lmd.epochs=1", "lmd.steps=2", "lmd.reps=2",
-       "lmd.distances=[mse,ssim]", "lmd.score=mse", "diffood.epochs=1", "diffood.classifier_epochs=1",
-       "diffood.classifier_width=4", "diffood.stride=120", "diffood.repeats=1", "msp.classifier_width=4",
-       "msp.classifier_epochs=1", "energy.classifier_width=4", "energy.classifier_epochs=1",
-       "diffusion-nll.epochs=1", "diffusion-nll.timesteps=2", "diffusion-ic.epochs=1", "diffusion-ic.timesteps=2"]
-COST_COLUMNS = ["img_per_s", "peak_mem_mib"]  # each process's own timing and memory
+       "mahalanobis.image_size=32", "knn.image_size=32", "knn.k=5",
+       *(f"{m}.{o}" for m in _DDPM for o in ("epochs=1", "base_channels=16")),
+       *(f"{m}.{o}" for m in _CLF for o in ("classifier_epochs=1", "classifier_width=4", "classifier_size=32")),
+       "lmd.steps=2", "lmd.reps=2", "lmd.distances=[mse,ssim]", "lmd.score=mse",
+       "ddpm-ood.inference_steps=4", "ddpm-ood.start_skip=2", "msma.num_levels=3", "msma.gmm_components=[2]",
+       "msma.cv_folds=2", "diffpath.num_steps=2", "diffpath.gmm_components=[2]", "diffpath.gmm_covariances=[diag]",
+       "diffpath.cv_folds=2", "diffusion-nll.timesteps=2", "diffusion-ic.timesteps=2",
+       "diffood.epochs=1", "diffood.base_channels=16", "diffood.stride=120", "diffood.repeats=1"]
+BUILTIN = {n for n, cls in METHODS.items() if cls.__module__.startswith("ood_bench.")}  # not the tests' own
+COST_COLUMNS = ["fit_s", "img_per_s", "peak_mem_mib"]  # each process's own timings and memory
 
 
 def _run(args: list[str], cwd) -> None:
@@ -124,8 +132,7 @@ def test_two_process_run_scores_every_method_as_one_process(tmp_path):
     _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *RUN, "--seeds", "0", "1",
           "--out", "two"], tmp_path)
     one_scores, two_scores = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("one", "two"))
-    assert set(one_scores["method"]) == {"dlsr", "lmd", "diffood", "pixel-mahalanobis", "mahalanobis", "knn",
-                                         "msp", "energy", "diffusion-nll", "diffusion-ic"}
+    assert set(one_scores["method"]) == BUILTIN  # every registered method
     pd.testing.assert_frame_equal(two_scores[two_scores["seed"] == 0].reset_index(drop=True), one_scores)
     one_metrics, two_metrics = (pd.read_csv(tmp_path / d / "metrics.csv") for d in ("one", "two"))
     pd.testing.assert_frame_equal(

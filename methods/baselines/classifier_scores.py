@@ -27,6 +27,7 @@ from ood_bench.methods.classifier.network import CHECKPOINT_PATTERNS, Classifier
 from ood_bench.methods.pretrained import Weights, hub_weights
 from ood_bench.methods.backbones import resolve_weights_file
 from ood_bench.methods.registry import register_method
+from ood_bench.utils.device import autocast
 
 
 @dataclass
@@ -86,19 +87,26 @@ class ClassifierScore(OODMethod):
         self.num_classes = num_classes
         self.classifier = new_classifier(self.config, num_classes).to(self.device).eval()
 
+    def classify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The classifier on a batch, as float32 ``(logits (B, K), features (B, D))``; under bf16
+        autocast where the run's precision says so (the fast path), like every other network."""
+        with autocast(self.device):
+            logits, feats = self.classifier(x)
+        return logits.float(), feats.float()
+
     def logits(self, data: ImageDataset) -> torch.Tensor:
         """The classifier's logits ``(N, K)`` of ``data``."""
-        return self.map_batches(data, lambda x: self.classifier(x)[0])
+        return self.map_batches(data, lambda x: self.classify(x)[0])
 
     def embed(self, data: ImageDataset) -> torch.Tensor:
         """The classifier's penultimate features ``(N, 8·width)`` of ``data``."""
-        return self.map_batches(data, lambda x: self.classifier(x)[1])
+        return self.map_batches(data, lambda x: self.classify(x)[1])
 
     def logits_score(self, logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def score_batch(self, x: torch.Tensor, generator: torch.Generator) -> BatchOutput:
-        logits = self.classifier(x)[0].float()
+        logits = self.classify(x)[0]
         return BatchOutput({self.config.score: self.logits_score(logits)}, predictions=logits.argmax(1))
 
     def save(self, directory: Path) -> None:

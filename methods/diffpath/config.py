@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 from ood_bench.methods.base import fit_option, score_option
 from ood_bench.methods.density import COVARIANCE_TYPES
-from ood_bench.methods.diffpath.path import STATISTICS
-from ood_bench.methods.posthoc import PostHocConfig
+from ood_bench.methods.diffpath.path import STATISTICS, ddim_grid
+from ood_bench.methods.posthoc import ID_BASE, PostHocConfig
+from ood_bench.utils.errors import ConfigError
 
 DIFFPATH_SCORES = ("nll_6d", "nll_1d", "nll_rate") + tuple(f"stat_{s}" for s in STATISTICS)
 
@@ -31,6 +32,11 @@ class DiffPathConfig(PostHocConfig):
             raise ValueError(f"score must be one of {DIFFPATH_SCORES}, got {self.score!r}")
         if self.num_steps < 2:
             raise ValueError("num_steps must be ≥ 2 (the curvature differences consecutive steps)")
+        if self.base_model == ID_BASE and not self.unet:  # the schedule is this config's: check the grid
+            try:  # now, not after the ID DDPM has trained
+                ddim_grid(self.diffusion_steps, self.num_steps)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
         if self.native_size < 1 or self.kde_bandwidth < 0:
             raise ValueError("native_size must be ≥ 1 and kde_bandwidth ≥ 0")
         bad = [c for c in self.gmm_covariances if c not in COVARIANCE_TYPES]
