@@ -19,6 +19,7 @@ the YAML keys of a preset (``seeds``, ``device``, ``limit``, ``bootstrap``, …)
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import os
 import time
@@ -36,6 +37,7 @@ from ood_bench.engine.cache import Cache
 from ood_bench.engine.process_group import describe as describe_distributed
 from ood_bench.engine.config import DEFAULT_PRESET, RunConfig, apply_mapping, find_preset, load_yaml
 from ood_bench.engine.manifest import finish_manifest, now_iso, start_manifest
+from ood_bench.engine.fit_pool import prefit
 from ood_bench.engine.runner import Runner, display_name, method_config, method_context, prepare, seed_everything
 from ood_bench.engine.sweep import plan_sweep, run_sweep
 from ood_bench.methods.base import OODMethod
@@ -161,6 +163,8 @@ def execute(cfg: RunConfig, command: str, show_progress: bool = True) -> RunResu
     runner = Runner(prep, Cache(cfg.cache_dir, cfg.use_cache),
                     examples_dir=write_dir / "examples" if write_dir is not None else None)
     try:
+        # independent fits side by side (CPU), then the serial loop loads them
+        prefit(runner, runner.jobs(), init=functools.partial(load_plugins, cfg.plugins))
         results = runner.run()
         finish_manifest(manifest, results, time.perf_counter() - t0)
         result = RunResult(cfg, results, manifest)
@@ -270,7 +274,7 @@ def execute_sweep(cfg: RunConfig, grid: dict, tolerance: float, command: str, sh
     _progress.log(f"sweep folder {run_dir or '(none)'}; {len(points)} points "
                   f"({', '.join(f'{m} {n}' for m, n in counts.items())}) x seeds {cfg.seeds}")
     try:
-        pairs = run_sweep(prep, points, Cache(cfg.cache_dir, cfg.use_cache))
+        pairs = run_sweep(prep, points, Cache(cfg.cache_dir, cfg.use_cache), init=functools.partial(load_plugins, cfg.plugins))
         frontier = frontier_frame(pairs, display_name(cfg.id), cfg.bootstrap)
         knees = knees_frame(frontier, tolerance)
         finish_manifest(manifest, [r for _, r in pairs], time.perf_counter() - t0)

@@ -149,6 +149,9 @@ def _run_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--limit", type=int, help="score N images of the ID test set and of every OOD set (quick looks): "
                                              "a fixed-seed subset, class-stratified when labelled, in dataset order")
     r.add_argument("--train-limit", type=int, help="fit on N images of the ID training set (chosen as --limit chooses)")
+    r.add_argument("--fit-workers", type=_fit_workers, metavar="N|auto",
+                   help="processes fitting independent models side by side, one training thread each, before "
+                        "scoring (default auto: one per core on a CPU, 1 on a GPU); scores equal a serial run's")
     r.add_argument("--validation", type=float,
                    help="fraction of the ID training set held out per seed (default 0.05): shared networks requested "
                         "on 'fit' data train without it; methods that calibrate on it receive it")
@@ -169,6 +172,19 @@ def _run_flags(r: argparse.ArgumentParser) -> None:
                    help="print a JSON summary (run folder, status, outputs, leaderboard) instead of the table")
     _fast_path_flags(r)
     _plugin_flag(r)
+
+
+def _fit_workers(value: str) -> int | str:
+    """``--fit-workers``: ``auto`` or a positive number (an argparse error otherwise)."""
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a positive number or auto")
+    return n
 
 
 def _preset_flags(p: argparse.ArgumentParser) -> None:
@@ -256,7 +272,7 @@ def build_run_config(args: argparse.Namespace):
                        ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"), ("train_limit", "train_limit"), ("validation", "validation"),
                        ("id_test_fraction", "id_test_fraction"),
                        ("cache_dir", "cache_dir"), ("skip_unreadable", "skip_unreadable"), ("out", "out"),
-                       ("bootstrap", "bootstrap"), ("steps", "steps"), ("reps", "reps")):
+                       ("bootstrap", "bootstrap"), ("steps", "steps"), ("reps", "reps"), ("fit_workers", "fit_workers")):
         v = getattr(args, flag)
         if v is not None:
             setattr(cfg, attr, v)

@@ -21,6 +21,7 @@ A plugin that fails to load is reported in one line naming it and the error.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata as md
 import importlib.util
@@ -98,7 +99,8 @@ def load_plugin(spec: str) -> object:
         raise ConfigError(f"plugin file {spec} does not exist; give the path of a .py file or a module name")
     try:
         if is_file:
-            name = f"ood_bench_plugin_{path.stem}_{abs(hash(key)) % 10**8}"
+            # the same name in every process (fit workers unpickle the plugin's configs by it)
+            name = f"ood_bench_plugin_{path.stem}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
             mod_spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(mod_spec)
             sys.modules[name] = module  # dataclasses and pickling look the module up by name

@@ -146,6 +146,10 @@ class ArtifactStore:
         except Exception as e:  # InvalidArtefact, or a file the artifact itself cannot use
             self.cache.quarantine(folder, str(e) if isinstance(e, InvalidArtefact) else type(e).__name__)
             return None
+        if folder in self.cache.own:  # a fit worker of this run built it (engine/fit_pool.py)
+            self.log(f"{user}: artifact {request.kind} {key} trained in {meta['seconds']:.1f}s by a fit worker; "
+                     f"cached in {folder}")
+            return art, meta["seconds"], meta.get("peak_mem_mib", float("nan")), "trained"
         there = (meta.get("machine") or {}).get("fingerprint")
         if there != machine_info(ctx.device)["fingerprint"]:
             m = meta.get("machine") or {}
@@ -157,6 +161,14 @@ class ArtifactStore:
         return art, meta["seconds"], meta.get("peak_mem_mib", float("nan")), "loaded"
 
 
+def requested(method: OODMethod, id_train: ImageDataset,
+              fit_part: ImageDataset) -> dict[str, tuple[ArtifactRequest, ImageDataset]]:
+    """``method``'s artifact requests by name, each with the set it is built on: ``id_train`` for
+    ``data="train"``, ``fit_part`` (ID train minus the validation hold-out) for ``"fit"``."""
+    data = {"train": id_train, "fit": fit_part}
+    return {name: (request, data[request.data]) for name, request in method.requires().items()}
+
+
 def attach(store: ArtifactStore, method: OODMethod, user: str, id_train: ImageDataset, fit_part: ImageDataset,
            validation: ImageDataset | None) -> tuple[ImageDataset, list[ArtifactUse]]:
     """Give ``method`` what it declared: its shared artifacts (``data="train"`` built on
@@ -164,10 +176,9 @@ def attach(store: ArtifactStore, method: OODMethod, user: str, id_train: ImageDa
 
     Returns the set ``fit()`` trains on — ``id_train``, or ``fit_part`` for a method that
     calibrates on the hold-out (so it never fits on the images it calibrates on) — and the uses."""
-    data = {"train": id_train, "fit": fit_part}
     uses = []
-    for name, request in method.requires().items():
-        art, use = store.provide(user, name, request, data[request.data], method.ctx)
+    for name, (request, data) in requested(method, id_train, fit_part).items():
+        art, use = store.provide(user, name, request, data, method.ctx)
         method.artifacts[name] = art
         uses.append(use)
     if type(method).needs_validation:

@@ -167,11 +167,23 @@ class CachedScores:
 
 
 class Cache:
-    """Filesystem cache; ``enabled=False`` makes every lookup miss (but still writes)."""
+    """Filesystem cache; ``enabled=False`` makes every lookup miss (but still writes).
+
+    Folders :meth:`admit`-ted are this run's own work (models and artifacts its fit workers
+    wrote, :mod:`ood_bench.engine.fit_pool`): found even with ``enabled=False``, and reported as
+    trained in this run, not loaded."""
 
     def __init__(self, root: Path | str, enabled: bool = True) -> None:
         self.root = Path(root)
         self.enabled = enabled
+        self.own: set[Path] = set()
+
+    def admit(self, folder: Path | str) -> None:
+        """Count ``folder`` (a model or artifact folder written during this run) as this run's own."""
+        self.own.add(Path(folder))
+
+    def _present(self, folder: Path, meta: str) -> bool:
+        return (self.enabled or folder in self.own) and (folder / meta).is_file()
 
     def fit_dir(self, method: str, fit_key: str) -> Path:
         return self.root / method / fit_key
@@ -189,7 +201,7 @@ class Cache:
         return self.fit_dir(method, fit_key) / "fit.lock"
 
     def has_model(self, method: str, fit_key: str) -> bool:
-        return self.enabled and (self.model_dir(method, fit_key) / "fit.json").is_file()
+        return self._present(self.model_dir(method, fit_key), "fit.json")
 
     def fit_meta(self, method: str, fit_key: str) -> dict[str, Any]:
         return json.loads((self.model_dir(method, fit_key) / "fit.json").read_text())
@@ -231,7 +243,7 @@ class Cache:
         return self.root / "artifacts" / kind / f"{key}.lock"
 
     def has_artifact(self, kind: str, key: str) -> bool:
-        return self.enabled and (self.artifact_dir(kind, key) / self.ARTIFACT_META).is_file()
+        return self._present(self.artifact_dir(kind, key), self.ARTIFACT_META)
 
     def validate_artifact(self, kind: str, key: str) -> dict[str, Any]:
         """Every file of the cached artifact read and checked; returns ``artifact.json``'s content.

@@ -44,6 +44,8 @@ class RunConfig:
     ``batch_size=None`` lets each method use its own default. ``validation``: the fraction of
     the ID training split held out per seed (DDPM-OOD's 5 %): artifacts requested with
     ``data="fit"`` train without it, methods with ``needs_validation`` receive it; never ID test.
+    ``fit_workers``: processes fitting independent models side by side before scoring
+    (:mod:`ood_bench.engine.fit_pool`; ``auto``: one per core on a CPU, 1 on a GPU).
     """
 
     id: str = "digits04"
@@ -61,6 +63,7 @@ class RunConfig:
     download: bool = False
     batch_size: int | None = None
     workers: int = 2
+    fit_workers: int | str = "auto"
     limit: int | None = None
     train_limit: int | None = None
     validation: float = 0.05
@@ -88,6 +91,8 @@ def check_run_bounds(cfg: RunConfig) -> None:
         if v is not None and v < low:
             what = "a positive number" if low == 1 else "0 or more"
             raise ConfigError(f"{flag} {v}: must be {what}")
+    if cfg.fit_workers != "auto" and not (isinstance(cfg.fit_workers, int) and cfg.fit_workers >= 1):
+        raise ConfigError(f"--fit-workers {cfg.fit_workers}: give a positive number or auto")
     if not 0.0 <= cfg.validation < 1.0:
         raise ConfigError(f"--validation {cfg.validation}: must be a fraction in [0, 1) of the ID training set")
     if not cfg.seeds:

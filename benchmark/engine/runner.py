@@ -43,7 +43,7 @@ from ood_bench.utils.progress import log
 from ood_bench.methods.registry import METHODS
 from ood_bench.data import DataContext, ImageDataset, load_dataset
 from ood_bench.data.base import holdout_split
-from ood_bench.engine.artifact_store import ArtifactStore, attach
+from ood_bench.engine.artifact_store import ArtifactStore, artifact_key, attach, requested
 from ood_bench.methods.artifacts import ArtifactUse
 from ood_bench.data.registry import looks_like_path
 from ood_bench.methods.base import MethodConfig, OODMethod, RunContext
@@ -65,6 +65,18 @@ class PreparedRun:
     # seed -> (ID train minus the validation hold-out, the hold-out or None): see holdout_split;
     # a message instead where the fraction cannot split the set (an error only if a method needs it)
     splits: dict[int, tuple[ImageDataset, ImageDataset | None] | str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """One (method, seed) fit of a run as the fit workers schedule it: the ``(kind, key)`` of
+    every artifact it needs, its model's ``fit_key``, and whether that model is cached already."""
+
+    method: str
+    seed: int
+    fit_key: str
+    artifacts: frozenset[tuple[str, str]]
+    cached: bool
 
 
 def display_name(name: str) -> str:
@@ -170,11 +182,14 @@ class Runner:
         self.results: list[MethodResult] = []
         self.artifacts = ArtifactStore(cache, self.numerics("fit"))
 
-    def run(self) -> list[MethodResult]:
+    def jobs(self) -> list[tuple[str, type[OODMethod], MethodConfig, int]]:
+        """``(method key, class, config, seed)`` of every method × seed, in the order :meth:`run` takes them."""
         p = self.prep
-        for seed in p.cfg.seeds:
-            for key, (cls, mcfg) in p.methods.items():
-                self.results.append(self.run_method(key, cls, mcfg, seed))
+        return [(key, cls, mcfg, seed) for seed in p.cfg.seeds for key, (cls, mcfg) in p.methods.items()]
+
+    def run(self) -> list[MethodResult]:
+        for job in self.jobs():
+            self.results.append(self.run_method(*job))
         return self.results
 
     # ------------------------------------------------------------------------------------
@@ -208,16 +223,34 @@ class Runner:
         ctx = self.context(cls, seed)
         method = cls(mcfg, ctx)
         train, uses = self.attach(method, key, seed)
-        fit_key = digest({"method": key, "version": cls.version, "fit": mcfg.stage_dict("fit"),
-                          "train": train.fingerprint(), "seed": seed, **self.numerics("fit"),
-                          **({"artifacts": {u.name: u.key for u in uses}} if uses else {}),
-                          **({"validation": method.validation.fingerprint()} if cls.needs_validation else {})})
+        fit_key = self.fit_key(key, method, train, {u.name: u.key for u in uses})
         ctx.work_dir = self.cache.work_dir(key, fit_key)
         origin = {"method": key, "config": mcfg.to_dict(), "seed": seed,
                   "artifacts": {u.name: {"kind": u.kind, "key": u.key, "folder": u.folder} for u in uses}}
         seconds, peak, cached, report = self._fit(method, key, fit_key, train, origin)
         seconds += sum(u.seconds for u in uses if u.status != "shared")
         return method, fit_key, uses, (seconds, peak, cached, report)
+
+    def fit_key(self, key: str, method: OODMethod, train: ImageDataset, artifact_keys: dict[str, str]) -> str:
+        """The cache key of ``method``'s own model (registered as ``key``) fitted on ``train``
+        with the artifacts of ``artifact_keys`` (name → artifact key)."""
+        cls = type(method)
+        return digest({"method": key, "version": cls.version, "fit": method.config.stage_dict("fit"),
+                       "train": train.fingerprint(), "seed": method.ctx.seed, **self.numerics("fit"),
+                       **({"artifacts": artifact_keys} if artifact_keys else {}),
+                       **({"validation": method.validation.fingerprint()} if cls.needs_validation else {})})
+
+    def plan_fit(self, key: str, cls: type[OODMethod], mcfg: MethodConfig, seed: int) -> FitPlan:
+        """What fitting ``key`` for ``seed`` takes, worked out without building or loading anything:
+        the artifacts it needs and its model's key (for the fit workers' schedule)."""
+        method = cls(mcfg, self.context(cls, seed))
+        id_train, (fit_part, validation) = self.prep.id_train, self.split(method, key, seed)
+        arts = {name: (request.kind, artifact_key(request, data, seed, self.artifacts.numerics))
+                for name, (request, data) in requested(method, id_train, fit_part).items()}
+        method.validation = validation
+        train = fit_part if cls.needs_validation else id_train
+        fit_key = self.fit_key(key, method, train, {name: k for name, (_, k) in arts.items()})
+        return FitPlan(key, seed, fit_key, frozenset(arts.values()), self.cache.has_model(key, fit_key))
 
     def numerics(self, stage: str) -> dict[str, str]:
         """The fast-path options that change a ``stage``'s numbers (``{}`` on a CPU by default)."""
@@ -228,12 +261,17 @@ class Runner:
     def attach(self, method: OODMethod, key: str, seed: int) -> tuple[ImageDataset, list[ArtifactUse]]:
         """Give ``method`` its artifacts and hold-out (:func:`~ood_bench.engine.artifact_store.attach`)
         for ``seed``; returns the set ``fit()`` trains on and the artifact uses."""
+        return attach(self.artifacts, method, key, self.prep.id_train, *self.split(method, key, seed))
+
+    def split(self, method: OODMethod, key: str, seed: int) -> tuple[ImageDataset, ImageDataset | None]:
+        """``(ID train minus the hold-out, the hold-out)`` of ``seed`` for ``method``; ``(ID train,
+        None)`` where the fraction cannot split the set and ``method`` does not need the hold-out."""
         split = self.prep.splits[seed]
         if isinstance(split, str):
             if type(method).needs_validation or any(r.data == "fit" for r in method.requires().values()):
                 raise ConfigError(f"{key}: {split}")
-            split = (self.prep.id_train, None)
-        return attach(self.artifacts, method, key, self.prep.id_train, *split)
+            return self.prep.id_train, None
+        return split
 
     def _fit(self, method: OODMethod, key: str, fit_key: str, train: ImageDataset,
              origin: dict) -> tuple[float, float, bool, dict]:
@@ -306,6 +344,9 @@ class Runner:
         except Exception as e:  # InvalidArtefact, or a file the method itself cannot use
             self.cache.quarantine(model_dir, str(e) if isinstance(e, InvalidArtefact) else type(e).__name__)
             return None
+        if model_dir in self.cache.own:  # a fit worker of this run fitted it (engine/fit_pool.py)
+            log(f"{key}: fitted in {meta['seconds']:.1f}s by a fit worker; model cached in {model_dir}")
+            return meta["seconds"], meta.get("peak_mem_mib", float("nan")), False, meta.get("report", {})
         here = machine_info(method.device)["fingerprint"]
         there = (meta.get("machine") or {}).get("fingerprint")
         if there != here:

@@ -23,13 +23,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import yaml
 
 from ood_bench.engine.cache import Cache
 from ood_bench.engine.config import build_dataclass
+from ood_bench.engine.fit_pool import prefit
 from ood_bench.engine.runner import PreparedRun, Runner
 from ood_bench.methods.base import MethodConfig, OODMethod, RunContext
 from ood_bench.methods.registry import METHODS
@@ -151,9 +152,14 @@ def _for(grid: Grid, key: str) -> dict[str, Any] | None:
     return None
 
 
-def run_sweep(prep: PreparedRun, points: list[SweepPoint], cache: Cache) -> list[tuple[SweepPoint, MethodResult]]:
-    """Score every point for every seed of the run (points of one method share its fitted model)."""
+def run_sweep(prep: PreparedRun, points: list[SweepPoint], cache: Cache,
+              init: Callable[[], Any] | None = None) -> list[tuple[SweepPoint, MethodResult]]:
+    """Score every point for every seed of the run (points of one method share its fitted model);
+    models not cached yet are fitted first, side by side where the run has fit workers (``init``:
+    see :func:`~ood_bench.engine.fit_pool.prefit`)."""
     runner = Runner(prep, cache)
+    prefit(runner, [(p.method, METHODS.get(p.method), p.config, seed) for seed in prep.cfg.seeds for p in points],
+           init=init)
     out = []
     for seed in prep.cfg.seeds:
         for p in points:

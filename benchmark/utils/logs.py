@@ -46,6 +46,22 @@ def _stderr_handler() -> logging.Handler:
     return handler
 
 
+def settings() -> dict:
+    """This process's logging set-up as plain data, for :func:`adopt` in a child process: its
+    console level, log file (or ``None``) and time origin, so a child's lines read as the parent's."""
+    console = next((h for h in LOGGER.handlers if not isinstance(h, logging.FileHandler)), None)
+    files = [h.baseFilename for h in LOGGER.handlers if isinstance(h, logging.FileHandler)]
+    return {"level": console.level if console is not None else logging.INFO,
+            "log_file": files[0] if files else None, "t0": _T0}
+
+
+def adopt(parent: dict) -> None:
+    """Log as the parent process whose :func:`settings` these are (same level, same file, same clock)."""
+    global _T0
+    configure(parent["level"], parent["log_file"])
+    _T0 = parent["t0"]
+
+
 def configure(level: int = logging.INFO, log_file: str | Path | None = None) -> None:
     """Log at ``level`` to stderr, and everything (DEBUG up) to ``log_file`` when given;
     Python warnings are logged too. Replaces handlers an earlier call installed."""
