@@ -18,6 +18,7 @@ the YAML keys of a preset (``seeds``, ``device``, ``limit``, ``bootstrap``, …)
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import math
@@ -26,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
@@ -146,23 +147,18 @@ def execute(cfg: RunConfig, command: str, show_progress: bool = True) -> RunResu
     _progress.set_enabled(show_progress)
     t0 = time.perf_counter()
     load_plugins(cfg.plugins)
-    run_dir = Path(cfg.out) if cfg.out else None
-    for flag, folder in (("--out", run_dir), ("--cache-dir", Path(cfg.cache_dir))):
-        if folder is not None:
-            check_writable_dir(folder, flag)  # before any work, so nothing is half-written
+    check_output_dirs(cfg)
     prep = prepare(cfg)
     manifest = {**start_manifest(cfg, prep, command), "conventions": CONVENTIONS}
     if dist.active():
         manifest["distributed"] = describe_distributed()
-    run_dir, stage = open_run_dir(cfg)
+    run_dir, stage = open_run_dir(cfg, manifest)
     write_dir = stage or run_dir
-    if write_dir is not None:
-        write_json(write_dir / MANIFEST_FILE, manifest)
     _progress.log(f"run folder {run_dir or '(none)'}; device {prep.device}; methods {', '.join(prep.methods)}; "
                   f"ID {cfg.id}; OOD {', '.join(prep.oods)}; seeds {cfg.seeds}")
     runner = Runner(prep, Cache(cfg.cache_dir, cfg.use_cache),
                     examples_dir=write_dir / "examples" if write_dir is not None else None)
-    try:
+    with publishing(manifest, run_dir, stage):
         # independent fits side by side (CPU), then the serial loop loads them
         prefit(runner, runner.jobs(), init=functools.partial(load_plugins, cfg.plugins))
         results = runner.run()
@@ -171,19 +167,36 @@ def execute(cfg: RunConfig, command: str, show_progress: bool = True) -> RunResu
         if write_dir is not None:
             write_run(write_dir, results, result.id_name, manifest, n_resamples=cfg.bootstrap,
                       final_dir=run_dir if stage is not None else None)
-            if stage is not None:
-                publish_run(stage, run_dir)
-    except BaseException as e:
-        failed(e, manifest, run_dir, stage)
-        raise
     return result
 
 
-def open_run_dir(cfg: RunConfig) -> tuple[Path | None, Path | None]:
+def check_output_dirs(cfg: RunConfig) -> None:
+    """``--out`` and ``--cache-dir`` writable (or creatable), checked before any work so that
+    nothing is half-written."""
+    for flag, folder in (("--out", Path(cfg.out) if cfg.out else None), ("--cache-dir", Path(cfg.cache_dir))):
+        if folder is not None:
+            check_writable_dir(folder, flag)
+
+
+@contextlib.contextmanager
+def publishing(manifest: dict[str, Any], run_dir: Path | None, stage: Path | None) -> Iterator[None]:
+    """The body of a run (or sweep) writing into ``stage or run_dir``: on success the staged
+    folder is swapped in (:func:`publish_run`); on any error the manifest says why (:func:`failed`)."""
+    try:
+        yield
+        if stage is not None:
+            publish_run(stage, run_dir)
+    except BaseException as e:
+        failed(e, manifest, run_dir, stage)
+        raise
+
+
+def open_run_dir(cfg: RunConfig, manifest: dict[str, Any] | None = None) -> tuple[Path | None, Path | None]:
     """``(run_dir, stage)`` of a run (or sweep) about to start, on rank 0 (``(None, None)``
     elsewhere or without ``--out``). A folder holding a complete run keeps it: the new one is
     written into ``stage`` (``OUT/.next.XXXX/``) and swapped in by :func:`publish_run` on
-    success; any other folder is claimed (an unfinished earlier run's outputs go first)."""
+    success; any other folder is claimed (an unfinished earlier run's outputs go first).
+    ``manifest``, when given, is written into the folder at once (it says ``running``)."""
     run_dir = Path(cfg.out) if cfg.out and dist.is_main() else None
     stage = None
     if run_dir is not None:
@@ -191,6 +204,8 @@ def open_run_dir(cfg: RunConfig) -> tuple[Path | None, Path | None]:
             stage = stage_run_dir(run_dir)
         else:
             claim_run_dir(run_dir)
+        if manifest is not None:
+            write_json((stage or run_dir) / MANIFEST_FILE, manifest)
     return run_dir, stage
 
 
@@ -256,24 +271,19 @@ def execute_sweep(cfg: RunConfig, grid: dict, tolerance: float, command: str, sh
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
         raise ConfigError(f"--tolerance {tolerance}: must be a finite number of AUROC points, 0 or more")
     load_plugins(cfg.plugins)
-    run_dir = Path(cfg.out) if cfg.out else None
-    for flag, folder in (("--out", run_dir), ("--cache-dir", Path(cfg.cache_dir))):
-        if folder is not None:
-            check_writable_dir(folder, flag)
+    check_output_dirs(cfg)
     prep = prepare(cfg)
     points = plan_sweep(prep, grid)
     manifest = {**start_manifest(cfg, prep, command), "kind": "sweep", "grid": grid, "tolerance": tolerance,
                 "conventions": CONVENTIONS}
-    run_dir, stage = open_run_dir(cfg)
+    run_dir, stage = open_run_dir(cfg, manifest)
     write_dir = stage or run_dir
-    if write_dir is not None:
-        write_json(write_dir / MANIFEST_FILE, manifest)
     counts = {}
     for p in points:
         counts[p.method] = counts.get(p.method, 0) + 1
     _progress.log(f"sweep folder {run_dir or '(none)'}; {len(points)} points "
                   f"({', '.join(f'{m} {n}' for m, n in counts.items())}) x seeds {cfg.seeds}")
-    try:
+    with publishing(manifest, run_dir, stage):
         pairs = run_sweep(prep, points, Cache(cfg.cache_dir, cfg.use_cache), init=functools.partial(load_plugins, cfg.plugins))
         frontier = frontier_frame(pairs, display_name(cfg.id), cfg.bootstrap)
         knees = knees_frame(frontier, tolerance)
@@ -284,11 +294,6 @@ def execute_sweep(cfg: RunConfig, grid: dict, tolerance: float, command: str, sh
         result = SweepResult(cfg, pairs, frontier, knees, tolerance, manifest)
         if write_dir is not None:
             result.save(write_dir)
-            if stage is not None:
-                publish_run(stage, run_dir)
-    except BaseException as e:
-        failed(e, manifest, run_dir, stage)
-        raise
     return result
 
 

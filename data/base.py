@@ -163,52 +163,14 @@ def subset_indices(labels: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, s
     return np.sort(rng.choice(len(labels), n, replace=False)), "random"
 
 
-class LimitedDataset(ImageDataset):
-    """A seeded subset of ``n`` items of another dataset (``--limit``, :func:`subset_indices`);
-    ids are the parent's."""
+class SubsetDataset(ImageDataset):
+    """The items ``indices`` of another dataset ``base``, in that order; ids and labels are the
+    parent's. Subclasses say how the indices were chosen (``subset``, ``identity``)."""
 
-    def __init__(self, base: ImageDataset, n: int, seed: int = LIMIT_SEED) -> None:
-        super().__init__(base.name, base.split, base.num_classes)
-        self.base = base
-        self.n = n
-        self.seed = seed
-        self.indices, self.strategy = subset_indices(base.labels(), n, seed)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def load_image(self, i: int) -> Image.Image:
-        return self.base.load_image(int(self.indices[i]))
-
-    def label(self, i: int) -> int:
-        return self.base.label(int(self.indices[i]))
-
-    def labels(self) -> np.ndarray:
-        return self.base.labels()[self.indices]
-
-    def item_id(self, i: int) -> str:
-        return self.base.item_id(int(self.indices[i]))
-
-    @property
-    def subset(self) -> dict[str, Any]:
-        return {"n": self.n, "of": len(self.base), "seed": self.seed, "strategy": self.strategy}
-
-    def identity(self) -> dict[str, Any]:
-        return {"limit": self.n, "seed": self.seed, "strategy": self.strategy, "base": self.base.fingerprint()}
-
-
-class IndexedDataset(ImageDataset):
-    """The items ``indices`` (sorted) of another dataset, named by ``part`` (``"fit"``,
-    ``"validation"``); ids are the parent's. ``how`` records how the indices were chosen;
-    ``split`` (default: the parent's) names the split the part stands for."""
-
-    def __init__(self, base: ImageDataset, indices: np.ndarray, part: str, how: dict[str, Any],
-                 split: str | None = None) -> None:
+    def __init__(self, base: ImageDataset, indices: np.ndarray, split: str | None = None) -> None:
         super().__init__(base.name, split or base.split, base.num_classes)
         self.base = base
         self.indices = np.asarray(indices, dtype=np.int64)
-        self.part = part
-        self.how = dict(how)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -224,6 +186,35 @@ class IndexedDataset(ImageDataset):
 
     def item_id(self, i: int) -> str:
         return self.base.item_id(int(self.indices[i]))
+
+
+class LimitedDataset(SubsetDataset):
+    """A seeded subset of ``n`` items of another dataset (``--limit``, :func:`subset_indices`)."""
+
+    def __init__(self, base: ImageDataset, n: int, seed: int = LIMIT_SEED) -> None:
+        indices, self.strategy = subset_indices(base.labels(), n, seed)
+        super().__init__(base, indices)
+        self.n = n
+        self.seed = seed
+
+    @property
+    def subset(self) -> dict[str, Any]:
+        return {"n": self.n, "of": len(self.base), "seed": self.seed, "strategy": self.strategy}
+
+    def identity(self) -> dict[str, Any]:
+        return {"limit": self.n, "seed": self.seed, "strategy": self.strategy, "base": self.base.fingerprint()}
+
+
+class IndexedDataset(SubsetDataset):
+    """The items ``indices`` (sorted) of another dataset, named by ``part`` (``"fit"``,
+    ``"validation"``). ``how`` records how the indices were chosen; ``split`` (default: the
+    parent's) names the split the part stands for."""
+
+    def __init__(self, base: ImageDataset, indices: np.ndarray, part: str, how: dict[str, Any],
+                 split: str | None = None) -> None:
+        super().__init__(base, indices, split)
+        self.part = part
+        self.how = dict(how)
 
     def describe(self) -> str:
         return f"{super().describe()} ({self.part} part)"

@@ -37,11 +37,10 @@ from ood_bench.methods.ddpm import DDPMArtifact, ddpm_request
 from ood_bench.methods.ddpm_ood.config import DDPMOODConfig
 from ood_bench.methods.ddpm_ood.plms import chain_evaluations, reconstruct
 from ood_bench.methods.ddpm_ood.zscores import ZStats, key
-from ood_bench.methods.lmd.distances import DISTANCE_TYPES, Distance, build_distance, check_lpips_weights
+from ood_bench.methods.lmd.distances import DISTANCE_TYPES, Distance, build_distance, distance_weights, preflight_distances
 from ood_bench.methods.registry import register_method
 from ood_bench.methods.pixel_diffusion import PixelDiffusionMethod
-from ood_bench.methods.pretrained import Weights, hub_weights
-from ood_bench.methods.unet import load_unet
+from ood_bench.methods.pretrained import Weights
 
 STATS_FILE = "zstats.json"
 # score options the z-statistics depend on (a change re-measures the validation images)
@@ -101,14 +100,11 @@ class DDPMOOD(PixelDiffusionMethod):
 
     @classmethod
     def required_weights(cls, config: DDPMOODConfig) -> list[Weights]:
-        return [*([Weights(name="alexnet")] if "lpips" in config.metrics else []), *hub_weights(config.unet)]
+        return distance_weights(config.metrics, config)
 
     @classmethod
     def preflight(cls, config: DDPMOODConfig) -> None:
-        if "lpips" in config.metrics:
-            check_lpips_weights()
-        if config.unet:  # downloads a hub repo now, so a missing model fails before any work
-            load_unet(config.unet, config.image_size, config.channels)
+        preflight_distances(config.metrics, config)
 
     def requires(self) -> dict[str, ArtifactRequest]:
         return {"ddpm": ddpm_request(self.config)}  # the shared ID DDPM, trained on ID train minus the hold-out

@@ -15,6 +15,7 @@ Every distance takes two batches ``(N, C, H, W)`` in ``[0, 1]`` and returns ``(N
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -24,6 +25,8 @@ from ood_bench.utils.device import autocast
 from ood_bench.utils.errors import MissingWeightsError
 from ood_bench.methods.backbones import create_backbone, torch_hub_checkpoints
 from ood_bench.methods.features import MultiLayerFeatures
+from ood_bench.methods.pretrained import Weights, hub_weights
+from ood_bench.methods.unet import PixelDiffusionConfig, load_unet
 
 DISTANCES = ("lpips", "mse", "ssim", "features")
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -41,6 +44,20 @@ def check_lpips_weights() -> Path:
             f"--set lmd.distances=[mse,ssim,features] lmd.score=features"
         )
     return path
+
+
+def distance_weights(distances: Iterable[str], config: PixelDiffusionConfig) -> list[Weights]:
+    """The downloadable weights of a method measuring ``distances`` on the UNet of ``config``:
+    AlexNet where LPIPS is among them, the hub UNet where ``config.unet`` names one."""
+    return [*([Weights(name="alexnet")] if "lpips" in distances else []), *hub_weights(config.unet)]
+
+
+def preflight_distances(distances: Iterable[str], config: PixelDiffusionConfig) -> None:
+    """Fail before any work if LPIPS (when among ``distances``) or the hub UNet is missing."""
+    if "lpips" in distances:
+        check_lpips_weights()
+    if config.unet:  # downloads a hub repo now, so a missing model fails before any work
+        load_unet(config.unet, config.image_size, config.channels)
 
 
 class Distance:

@@ -39,12 +39,11 @@ from ood_bench.methods.artifacts import ArtifactRequest
 from ood_bench.methods.base import BatchOutput
 from ood_bench.methods.ddpm import DDPMArtifact, ddpm_request
 from ood_bench.methods.lmd.config import LMDConfig
-from ood_bench.methods.lmd.distances import DISTANCE_TYPES, Distance, build_distance, check_lpips_weights
+from ood_bench.methods.lmd.distances import DISTANCE_TYPES, Distance, build_distance, distance_weights, preflight_distances
 from ood_bench.methods.lmd.inpaint import inpaint, sampler
 from ood_bench.methods.lmd.masks import make_masks
 from ood_bench.methods.pixel_diffusion import PixelDiffusionMethod
-from ood_bench.methods.pretrained import Weights, hub_weights
-from ood_bench.methods.unet import load_unet
+from ood_bench.methods.pretrained import Weights
 
 
 @register_method("lmd")
@@ -78,14 +77,11 @@ class LMD(PixelDiffusionMethod):
 
     @classmethod
     def required_weights(cls, config: LMDConfig) -> list[Weights]:
-        return [*([Weights(name="alexnet")] if "lpips" in config.distances else []), *hub_weights(config.unet)]
+        return distance_weights(config.distances, config)
 
     @classmethod
     def preflight(cls, config: LMDConfig) -> None:
-        if "lpips" in config.distances:
-            check_lpips_weights()
-        if config.unet:  # downloads a hub repo now, so a missing model fails before any work
-            load_unet(config.unet, config.image_size, config.channels)
+        preflight_distances(config.distances, config)
 
     # ------------------------------------------------------------------ fit
     def fit(self, train_set: ImageDataset) -> None:
