@@ -174,4 +174,4 @@ def test_embedded_preset_shares_one_classifier_recipe():
     opts = build_config("embedded").method_options
     clf = {k: v for k, v in opts["msp"].items()}
     assert opts["energy"] == clf and {k: opts["diffood"][k] for k in clf} == clf  # the YAML anchor
-    assert clf["classifier_backbone"] == "tf_efficientnet_lite0" and clf["classifier_size"] == 96
+    assert clf["classifier_backbone"] == "tf_efficientnet_lite0" and clf["classifier_size"] == 64
