@@ -65,9 +65,20 @@ def test_pdf_has_no_creation_date_and_repeats_byte_for_byte(tmp_path):
 def test_an_error_in_the_worker_is_raised_where_the_figure_is_asked_for():
     with PlotPool(MIN_FIGURES, processes=1) as pool:
         bad = pool.submit(int, "not a number")
-        assert bad._job[0].exception(timeout=120) is not None  # raised in the worker
-        with pytest.raises(ValueError, match="not a number"):
+        assert bad._job[0].exception(timeout=120) is not None  # failed in the worker
+        with pytest.raises(ValueError, match="not a number"):  # drawn again here: the real error
             bad.result()
+        after = pool.submit(os.getpid)
+        assert after._job[0].result(timeout=120) != os.getpid()  # the worker still serves
+
+
+def test_a_call_that_cannot_be_pickled_is_drawn_in_the_main_process():
+    with PlotPool(MIN_FIGURES, processes=1) as pool:
+        local = pool.submit(callable, lambda: 0)
+        local._job[0].exception(timeout=120)
+        assert local.result() is True
+        after = pool.submit(os.getpid)
+        assert after._job[0].result(timeout=120) != os.getpid()
 
 
 def test_figures_of_a_lost_worker_are_drawn_in_the_main_process():

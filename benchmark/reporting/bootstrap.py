@@ -9,14 +9,14 @@ sampling; the spread over seeds is reported separately as a std.
 draws depend only on ``n`` (and the seed), so the resamples are the same images, drawn once per
 ``(n_id, n_ood, resamples, seed)`` and shared by every method scored on those sets
 (:func:`_resample_counts`). One resample's statistic follows from how often it drew each image
-(:class:`_SortedScores`) in ``O(n)`` integer work instead of ranking ``n`` floats, and the
-intervals are scipy's percentiles of those values (its ``bootstrap_result`` argument).
-:func:`resample_metrics` computes one method's values once; :func:`intervals` and
-:func:`p_values` (paired: same resamples for both methods) read them. AUROC is the Mann–Whitney ``U`` (an exact half-integer) over
-``n_id · n_ood``, FPR@95 an integer count over ``n_ood``: the same values to the last bit as
-the reference statistics on resampled scores, :func:`auroc_vec` (average ranks for ties, equal to
-``sklearn.metrics.roc_auc_score``) and :func:`fpr95_vec` (the papers' convention, equal to
-:func:`ood_bench.reporting.metrics.fpr95`). Tests check these equalities.
+(:class:`_SortedScores`) in ``O(n)`` integer work instead of ranking ``n`` floats: AUROC is the
+Mann–Whitney ``U`` (an exact half-integer) over ``n_id · n_ood``, FPR@95 an integer count over
+``n_ood``, the same values to the last bit as the reference statistics on resampled scores,
+:func:`auroc_vec` (average ranks for ties, equal to ``sklearn.metrics.roc_auc_score``) and
+:func:`fpr95_vec` (the papers' convention, equal to :func:`ood_bench.reporting.metrics.fpr95`).
+Tests check these equalities. The intervals are scipy's percentiles of those values (its
+``bootstrap_result`` argument). :func:`resample_metrics` computes one method's values once;
+:func:`intervals` and :func:`p_values` (paired: the same resamples for both methods) read them.
 """
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Drawing a run's figures in a worker process while the main process writes the tables.
 
 Drawing and saving dozens of matplotlib figures (PNG + PDF each) is CPU-bound Python. Worker
-processes (:data:`PROCESSES`, one on two cores) start drawing them as soon as they are submitted, beside the
-bootstrap and the tables; when the main process then asks for a figure it draws queued ones
-itself until that figure is done, so on two cores both draw and on a busy machine nothing waits
-for a slow worker.
+processes (:data:`PROCESSES`: one on two cores) start drawing them as soon as they are
+submitted, beside the bootstrap and the tables; when the main process then asks for a figure it
+draws queued ones itself until that figure is done, so on two cores both draw, and on a busy
+machine nothing waits for a slow worker.
 
 The worker is a fresh interpreter running this module (``python -m
 ood_bench.reporting.plot_pool``), fed pickled calls on its stdin by a thread of the main process
@@ -37,8 +37,9 @@ MIN_FIGURES = 12
 _Job = tuple[Future, Callable[..., Path], tuple, dict]
 
 
-class WorkerLost(RuntimeError):
-    """A worker process could not start or stopped before it answered."""
+class NotDrawn(RuntimeError):
+    """The worker did not draw a figure (no worker, it died, the call could not be passed to it,
+    or drawing failed there): the main process draws it instead."""
 
 
 def _run_here(job: _Job) -> None:
@@ -52,7 +53,8 @@ def _run_here(job: _Job) -> None:
 
 class Pending:
     """A submitted figure: :meth:`result` returns what the plotting function returned (its PNG
-    path), drawing queued figures in this process while it waits."""
+    path), drawing queued figures in this process while it waits; an error drawing it is raised
+    here."""
 
     def __init__(self, pool: PlotPool, job: _Job):
         self._pool, self._job = pool, job
@@ -62,7 +64,7 @@ class Pending:
         self._pool._help(future)
         try:
             return future.result()
-        except WorkerLost:  # its worker died while drawing it
+        except NotDrawn:
             return fn(*args, **kwargs)
 
 
@@ -105,11 +107,12 @@ class PlotPool:
             _run_here(job)
 
     def _serve(self) -> None:
-        """Thread body: start one worker, pass it jobs until the ``None`` sentinel."""
+        """Thread body: start one worker, pass it jobs until the ``None`` sentinel. Every job's
+        future ends done: with the worker's answer, or :class:`NotDrawn`."""
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # import what we import
         try:
-            proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, env=env)
+            proc: subprocess.Popen | None = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                                             stdout=subprocess.PIPE, env=env)
             self._procs.append(proc)
         except OSError:
             proc = None
@@ -118,19 +121,26 @@ class PlotPool:
             if not future.set_running_or_notify_cancel():
                 continue
             try:
+                request = pickle.dumps((fn, args, kwargs))
+            except Exception as e:  # not picklable: the main process draws it
+                future.set_exception(NotDrawn(f"cannot pass the figure to the worker: {e}"))
+                continue
+            try:
                 if proc is None:
-                    raise WorkerLost("no plot worker")
-                pickle.dump((fn, args, kwargs), proc.stdin)
+                    raise NotDrawn("no plot worker")
+                proc.stdin.write(request)
                 proc.stdin.flush()
-                ok, value = pickle.load(proc.stdout)
-            except (OSError, EOFError, pickle.UnpicklingError, WorkerLost) as e:
-                proc = None  # this worker is gone: its remaining jobs fail over to the main process
-                future.set_exception(e if isinstance(e, WorkerLost) else WorkerLost(str(e)))
-            else:
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+                status, value = pickle.load(proc.stdout)
+            except Exception as e:  # the worker is gone (or out of step): its remaining jobs fail over
+                if proc is not None:
+                    proc.kill()
+                proc = None
+                future.set_exception(e if isinstance(e, NotDrawn) else NotDrawn(f"plot worker lost: {e!r}"))
+                continue
+            if status == "ok":
+                future.set_result(value)
+            else:  # drawing failed there: drawn again here, where the error is raised with its traceback
+                future.set_exception(NotDrawn(f"failed in the plot worker: {value}"))
         if proc is not None:
             proc.stdin.close()
             proc.wait()
@@ -156,8 +166,8 @@ class PlotPool:
 
 
 def _worker(inp: BinaryIO, out: BinaryIO) -> None:
-    """Run pickled ``(fn, args, kwargs)`` calls from ``inp``; answer ``(True, result)`` or
-    ``(False, exception)`` on ``out``; stop at end of input."""
+    """Run pickled ``(fn, args, kwargs)`` calls from ``inp``; answer ``("ok", result)`` or
+    ``("failed", "Type: message")`` on ``out``; stop at the end of the input."""
     import ood_bench.reporting.plots  # noqa: F401  (imported before the first call arrives)
 
     while True:
@@ -166,12 +176,9 @@ def _worker(inp: BinaryIO, out: BinaryIO) -> None:
         except EOFError:
             return
         try:
-            answer = pickle.dumps((True, fn(*args, **kwargs)))
-        except Exception as e:  # the main process raises it where it asks for the figure
-            try:
-                answer = pickle.dumps((False, e))
-            except Exception:
-                answer = pickle.dumps((False, RuntimeError(f"{type(e).__name__}: {e}")))
+            answer = pickle.dumps(("ok", fn(*args, **kwargs)))
+        except Exception as e:
+            answer = pickle.dumps(("failed", f"{type(e).__name__}: {e}"))
         out.write(answer)
         out.flush()
 
