@@ -48,7 +48,8 @@ from ood_bench.reporting.leaderboard import Leaderboard, build_leaderboard, prov
 from ood_bench.reporting.frontier import DEFAULT_TOLERANCE, frontier_frame, knees_frame, write_sweep
 from ood_bench.reporting.metrics import CONVENTIONS
 from ood_bench.reporting.run_folder import (MANIFEST_FILE, check_writable_dir, claim_run_dir, holds_complete_run,
-                                            publish_run, scores_frame, stage_run_dir, write_run)
+                                            figure_count, publish_run, scores_frame, stage_run_dir, write_run)
+from ood_bench.reporting.plot_pool import PlotPool
 from ood_bench.reporting.tables import metrics_frame
 from ood_bench.outcomes import MethodResult
 from ood_bench.utils import progress as _progress
@@ -158,15 +159,20 @@ def execute(cfg: RunConfig, command: str, show_progress: bool = True) -> RunResu
                   f"ID {cfg.id}; OOD {', '.join(prep.oods)}; seeds {cfg.seeds}")
     runner = Runner(prep, Cache(cfg.cache_dir, cfg.use_cache),
                     examples_dir=write_dir / "examples" if write_dir is not None else None)
+    figures = figure_count(len(cfg.seeds) * len(prep.methods) * len(prep.oods), len(prep.oods))
     with publishing(manifest, run_dir, stage):
         # independent fits side by side (CPU), then the serial loop loads them
         prefit(runner, runner.jobs(), init=functools.partial(load_plugins, cfg.plugins))
-        results = runner.run()
-        finish_manifest(manifest, results, time.perf_counter() - t0)
-        result = RunResult(cfg, results, manifest)
-        if write_dir is not None:
-            write_run(write_dir, results, result.id_name, manifest, n_resamples=cfg.bootstrap,
-                      final_dir=run_dir if stage is not None else None)
+        # the figure worker starts now: it imports matplotlib while the methods are scored
+        with PlotPool(figures if write_dir is not None else 0) as pool:
+            results = runner.run()
+            finish_manifest(manifest, results, time.perf_counter() - t0)
+            result = RunResult(cfg, results, manifest)
+            if write_dir is not None:
+                # the run folder's metrics are the result's: not computed a second time
+                result.metrics, _, _ = write_run(write_dir, results, result.id_name, manifest,
+                                                 n_resamples=cfg.bootstrap,
+                                                 final_dir=run_dir if stage is not None else None, pool=pool)
     return result
 
 

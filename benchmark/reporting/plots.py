@@ -2,7 +2,8 @@
 
 Every figure is written twice, ``<name>.png`` (200 dpi, for the HTML report and slides) and
 ``<name>.pdf`` (vector, for papers), at one width (:data:`WIDTH_IN`, a one-column figure) with
-one font size, and with ``bbox_inches="tight"`` so no label is clipped.
+one font size, and with ``bbox_inches="tight"`` so no label is clipped. The PDF carries no
+creation date, so the same figure gives the same bytes on every run.
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def _save(fig, path: Path) -> Path:
     """``path`` (``.png``) and its ``.pdf`` sibling; returns the PNG path."""
     path = Path(path).with_suffix(".png")
     atomic.write_with(path, lambda p: fig.savefig(p, format="png", dpi=DPI, bbox_inches="tight"))
-    atomic.write_with(path.with_suffix(".pdf"), lambda p: fig.savefig(p, format="pdf", bbox_inches="tight"))
+    atomic.write_with(path.with_suffix(".pdf"), lambda p: fig.savefig(p, format="pdf", bbox_inches="tight",
+                                                                      metadata={"CreationDate": None}))
     plt.close(fig)
     return path
 

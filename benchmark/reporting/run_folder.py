@@ -43,6 +43,7 @@ from ood_bench.utils.naming import safe_name
 from ood_bench.reporting.statistics import comparisons_frame, per_set_frame
 from ood_bench.reporting.html import escape_frame, table_html, write_report
 from ood_bench.reporting.plots import auroc_vs_throughput, roc_curves, score_histogram
+from ood_bench.reporting.plot_pool import Pending, PlotPool
 from ood_bench.reporting.leaderboard import (Leaderboard, build_leaderboard, format_comparisons, format_per_set, markdown,
                                             P_VALUE_NOTE, method_title, provenance_lines)
 from ood_bench.reporting.tables import MEAN_GROUP, artifacts_frame, metrics_frame, seed_summary
@@ -167,22 +168,27 @@ def scores_frame(results) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def write_histograms(results, id_name: str, plots_dir: Path) -> list[Path]:
-    paths = []
+def write_histograms(results, id_name: str, plots_dir: Path, pool: PlotPool | None = None) -> list[Pending]:
+    """One score histogram per result × OOD set (canonical score), drawn by ``pool`` (inline
+    without one); returns the pending figures, whose ``result()`` is the PNG path."""
+    pool = pool or PlotPool(0)
+    pending = []
     for r in results:
         for o in r.ood:
             suffix = f"_seed{r.seed}" if len({x.seed for x in results}) > 1 else ""
-            paths.append(score_histogram(
-                r.id.batch.canonical, o.batch.canonical,
+            pending.append(pool.submit(
+                score_histogram, r.id.batch.canonical, o.batch.canonical,
                 plots_dir / f"hist_{safe_name(r.method)}_{safe_name(o.name)}{suffix}.png",
                 title=f"{method_title(r.method)}: {dataset_title(id_name)} vs {dataset_title(o.name)}",
                 id_label=dataset_title(id_name), ood_label=dataset_title(o.name),
                 score_label=f"{method_title(r.method)} score ({r.id.batch.primary})"))
-    return paths
+    return pending
 
 
-def write_roc_plots(results, id_name: str, plots_dir: Path) -> list[Path]:
-    """One ROC figure per OOD set with every method's canonical score (first seed)."""
+def write_roc_plots(results, id_name: str, plots_dir: Path, pool: PlotPool | None = None) -> list[Pending]:
+    """One ROC figure per OOD set with every method's canonical score (first seed), drawn by
+    ``pool`` (inline without one); returns the pending figures."""
+    pool = pool or PlotPool(0)
     first_seed = results[0].seed
     per_ood: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for r in results:
@@ -190,33 +196,49 @@ def write_roc_plots(results, id_name: str, plots_dir: Path) -> list[Path]:
             continue
         for o in r.ood:
             per_ood.setdefault(o.name, {})[method_title(r.method)] = (r.id.batch.canonical, o.batch.canonical)
-    return [roc_curves(curves, plots_dir / f"roc_{safe_name(ood)}.png",
-                       title=f"ROC: {dataset_title(id_name)} vs {dataset_title(ood)} (seed {first_seed})")
+    return [pool.submit(roc_curves, curves, plots_dir / f"roc_{safe_name(ood)}.png",
+                        title=f"ROC: {dataset_title(id_name)} vs {dataset_title(ood)} (seed {first_seed})")
             for ood, curves in per_ood.items()]
 
 
-def write_cost_plot(metrics: pd.DataFrame, id_name: str, plots_dir: Path) -> Path:
+def write_cost_plot(metrics: pd.DataFrame, id_name: str, plots_dir: Path, pool: PlotPool | None = None) -> Pending:
     s = seed_summary(metrics)
     overall = s[(s["group"] == MEAN_GROUP) & (s["ood"] == "mean") & s["primary"]]
     points = {method_title(r.method): (r.img_per_s, 100 * r.auroc, 100 * r.auroc_std) for r in overall.itertuples()}
-    return auroc_vs_throughput(points, plots_dir / "auroc_vs_throughput.png",
-                               title=f"Mean AUROC vs scoring throughput, ID {dataset_title(id_name)}")
+    return (pool or PlotPool(0)).submit(auroc_vs_throughput, points, plots_dir / "auroc_vs_throughput.png",
+                                        title=f"Mean AUROC vs scoring throughput, ID {dataset_title(id_name)}")
 
 
-def write_run(run_dir: Path, results, id_name: str, manifest: dict,
-              n_resamples: int = 1000, final_dir: Path | None = None) -> tuple[pd.DataFrame, Leaderboard, dict[str, Path]]:
+def figure_count(histograms: int, oods: int) -> int:
+    """Figures :func:`write_run` draws: the histograms (one per result × OOD set), a ROC figure
+    per OOD set and the cost plot."""
+    return histograms + oods + 1
+
+
+def write_run(run_dir: Path, results, id_name: str, manifest: dict, n_resamples: int = 1000,
+              final_dir: Path | None = None,
+              pool: PlotPool | None = None) -> tuple[pd.DataFrame, Leaderboard, dict[str, Path]]:
     """Write every output of a finished run; returns (metrics, leaderboard, written paths).
 
     ``final_dir``: where the outputs will live once published (:func:`publish_run`) when
-    ``run_dir`` is a stage folder; the manifest and provenance name the final paths."""
+    ``run_dir`` is a stage folder; the manifest and provenance name the final paths.
+    ``pool``: the caller's figure pool (already started); without one, this call starts its own."""
+    if pool is None:  # no caller's pool: one for this call
+        n_hist, oods = sum(len(r.ood) for r in results), {o.name for r in results for o in r.ood}
+        with PlotPool(figure_count(n_hist, len(oods))) as own:
+            return write_run(run_dir, results, id_name, manifest, n_resamples, final_dir, own)
     run_dir.mkdir(parents=True, exist_ok=True)
     plots_dir = run_dir / "plots"
     files: dict[str, Path] = {}
+    # the figures are submitted first: the worker draws them while the tables are written
+    hist_jobs = write_histograms(results, id_name, plots_dir, pool)
+    roc_jobs = write_roc_plots(results, id_name, plots_dir, pool)
     scores = scores_frame(results)
     files["scores"] = atomic.write_with(run_dir / SCORES_FILE, lambda p: scores.to_csv(p, index=False))
     metrics = metrics_frame(results, id_name)
     files["metrics"] = atomic.write_with(run_dir / METRICS_FILE,
                                          lambda p: metrics.to_csv(p, index=False, float_format="%.6g"))
+    cost_job = write_cost_plot(metrics, id_name, plots_dir, pool)
     prov = provenance_lines([{**manifest, "run_dir": str(final_dir or run_dir)}])
     board = build_leaderboard(metrics, prov)
     for fmt, path in board.write_all(run_dir).items():
@@ -245,9 +267,9 @@ def write_run(run_dir: Path, results, id_name: str, manifest: dict,
                                                      lambda p: comps.to_csv(p, index=False, float_format="%.6g"))
         files["comparisons_md"] = atomic.write_text(run_dir / "comparisons.md", markdown(comps_txt, [p_note]))
 
-    hists = write_histograms(results, id_name, plots_dir)
-    rocs = write_roc_plots(results, id_name, plots_dir)
-    cost_plot = write_cost_plot(metrics, id_name, plots_dir)
+    hists = [j.result() for j in hist_jobs]
+    rocs = [j.result() for j in roc_jobs]
+    cost_plot = cost_job.result()
     files["plots"] = plots_dir
     examples = sorted({d.example for r in results for d in r.all_scored if d.example is not None})
 

@@ -3,7 +3,8 @@
 ``per_set_frame``: one row per entry × OOD set with every metric as mean (± std over seeds)
 and 95 % bootstrap intervals for AUROC and FPR@95 (:mod:`ood_bench.reporting.bootstrap`).
 ``comparisons_frame``: for every OOD set and every pair of methods (canonical scores), the
-p-value of "the better-looking method beats the other" under a paired bootstrap.
+p-value of "the better-looking method beats the other" under a paired bootstrap. Each entry's
+metrics on the resamples are computed once and read by every pair it is in.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ood_bench.reporting.bootstrap import confidence_intervals, paired_p_values
+from ood_bench.reporting.bootstrap import intervals, p_values, resample_metrics
 from ood_bench.reporting.tables import MEAN_GROUP, entry_name, seed_summary
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def per_set_frame(results: list[MethodResult], metrics: pd.DataFrame, n_resample
     lows = {m: [] for m in ("auroc", "fpr95")}
     highs = {m: [] for m in ("auroc", "fpr95")}
     for e, ood in zip(s["entry"], s["ood"]):
-        ci = confidence_intervals(*scores[(e, ood)], n_resamples=n_resamples)
+        ci = intervals(resample_metrics(*scores[(e, ood)], n_resamples=n_resamples))
         for m in lows:
             lows[m].append(ci[m].low)
             highs[m].append(ci[m].high)
@@ -61,12 +62,14 @@ def comparisons_frame(results: list[MethodResult], metrics: pd.DataFrame, n_resa
     s = seed_summary(metrics)
     s = s[(s["group"] != MEAN_GROUP) & s["primary"]]
     scores = entry_scores(results)
+    # (entry, ood) → its metrics on the resamples, computed once, read by all its pairs
+    resampled = {key: resample_metrics(*scores[key], n_resamples=n_resamples) for key in zip(s["entry"], s["ood"])}
     rows = []
     for ood, part in s.groupby("ood", sort=False):
         auc = dict(zip(part["entry"], part["auroc"]))
         for a, b in itertools.combinations(part["entry"], 2):
             better, worse = (a, b) if auc[a] >= auc[b] else (b, a)
-            p = paired_p_values(*scores[(better, ood)], *scores[(worse, ood)], n_resamples=n_resamples)
+            p = p_values(resampled[(better, ood)], resampled[(worse, ood)])
             rows.append({"ood": ood, "better": better, "worse": worse, "auroc_better": auc[better],
                          "auroc_worse": auc[worse], "p_auroc": p["auroc"], "p_fpr95": p["fpr95"]})
     return pd.DataFrame(rows, columns=["ood", "better", "worse", "auroc_better", "auroc_worse", "p_auroc", "p_fpr95"])
