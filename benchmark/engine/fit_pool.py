@@ -105,7 +105,7 @@ def prefit(runner: Runner, jobs: list[Job], init: Callable[[], Any] | None = Non
     ctx = multiprocessing.get_context("spawn")  # never fork a process that has started torch's threads
     tasks, results = ctx.Queue(), ctx.Queue()
     # plain (non-daemonic) processes: a fit may start DataLoader workers of its own
-    procs = [ctx.Process(target=_worker, args=(cfg, logs.settings(), init, modules, tasks, results), name=f"fit-worker-{i}")
+    procs = [ctx.Process(target=_worker, args=(cfg, logs.settings(), multiprocessing.get_start_method(), init, modules, tasks, results), name=f"fit-worker-{i}")
              for i in range(n)]
     for proc in procs:
         proc.start()
@@ -167,9 +167,12 @@ def _init_worker(cfg: RunConfig, log_settings: dict, init: Callable[[], Any] | N
     _CFG = dataclasses.replace(cfg, download=False)  # the parent fetched what was missing
 
 
-def _worker(cfg: RunConfig, log_settings: dict, init: Callable[[], Any] | None, modules: list[str], tasks: Any,
-            results: Any) -> None:
+def _worker(cfg: RunConfig, log_settings: dict, start_method: str, init: Callable[[], Any] | None,
+            modules: list[str], tasks: Any, results: Any) -> None:
     """A worker's life: set up once, then fit the jobs ``tasks`` brings until it brings ``None``."""
+    # a spawned child's default is spawn; DataLoader workers start as the parent's do (fork on
+    # Linux: ~0.1 s, where spawning them re-imports torch, ~8 s per loader)
+    multiprocessing.set_start_method(start_method, force=True)
     _init_worker(cfg, log_settings, init, modules)
     while (task := tasks.get()) is not None:
         ident, *job = task
