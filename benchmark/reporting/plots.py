@@ -195,18 +195,21 @@ def frontier_plot(points, x: str, path: Path, *, title: str) -> Path:
     """AUROC (%) against cost, one line per method through its grid points (sorted by cost),
     Pareto points ringed. ``points``: a frame with ``method``, ``x``, ``auroc`` (fraction) and
     ``pareto`` columns; ``x`` is ``"nfe"`` (network evaluations per image) or ``"s_per_img"``
-    (measured seconds per image). Log x; points with no cost (≤ 0) cannot sit on a log axis and
-    are listed in the legend as ``(no network)`` instead."""
+    (measured seconds per image). Log x; a method with no cost (≤ 0) cannot sit on a log axis: it
+    is a dashed horizontal line at its AUROC, ``(no network)`` in the legend. Each method has its
+    own colour and marker (13 methods outnumber any colour cycle); the legend sits outside."""
     fig, ax = _figure(3.6)
+    colours = plt.get_cmap("tab10").colors
     xs_all = []
-    for name, part in points.groupby("title", sort=False):
+    for i, (name, part) in enumerate(points.groupby("title", sort=False)):
+        style = {"color": colours[i % len(colours)], "marker": "osD^v"[i // len(colours) % 5]}
         part = part.sort_values(x)
         pos = part[part[x] > 0]
         if pos.empty:
-            ax.plot([], [], "o", label=f"{name} (no network)")
+            ax.axhline(100 * part["auroc"].max(), ls="--", lw=1, color=style["color"], label=f"{name} (no network)")
             continue
         xs_all += list(pos[x])
-        ax.plot(pos[x], 100 * pos["auroc"], "o-", ms=4, lw=1.2, label=name)
+        ax.plot(pos[x], 100 * pos["auroc"], "-", ms=4, lw=1.2, label=name, **style)
         front = pos[pos["pareto"].astype(bool)]
         ax.plot(front[x], 100 * front["auroc"], "o", ms=9, mfc="none", mec="black", mew=1.2)
     ax.plot([], [], "o", ms=9, mfc="none", mec="black", mew=1.2, label="Pareto")
@@ -220,5 +223,5 @@ def frontier_plot(points, x: str, path: Path, *, title: str) -> Path:
     ax.set_ylabel("AUROC (%), mean over OOD sets")
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="best", frameon=False)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
     return _save(fig, path)
