@@ -174,9 +174,15 @@ def test_lint_finds_each_unsafe_loader():
     assert unsafe_loads(good) == []
 
 
+# Pickle between processes the run itself started (no file is read): the figure worker's pipes.
+# Exactly these calls; any other unpickling in these files is still refused.
+PROCESS_PIPES = {"benchmark/reporting/plot_pool.py": {"pickle.load(inp)", "pickle.load(proc.stdout)"}}
+
+
 def test_no_source_file_unpickles():
     assert len(SOURCES) > 40
     problems = {str(p.relative_to(ROOT)): unsafe_loads(p.read_text()) for p in SOURCES}
+    problems = {k: [c for c in v if c.split(": ", 1)[1] not in PROCESS_PIPES.get(k, set())] for k, v in problems.items()}
     assert {k: v for k, v in problems.items() if v} == {}
     assert not any("weights_only=False" in p.read_text() for p in SOURCES)
 
