@@ -80,6 +80,8 @@ def prefit(runner: Runner, jobs: list[Job], init: Callable[[], Any] | None = Non
     what this process registered. A worker's error stops the others and is raised here, as the
     serial run would raise it."""
     cfg = runner.prep.cfg
+    if fit_workers(cfg.fit_workers, runner.prep.device, len(jobs)) < 2:
+        return  # a GPU, torchrun, --fit-workers 1 or one job: no need to plan anything
     plans: dict[tuple[str, str], tuple[FitPlan, Job]] = {}
     for job in jobs:
         key, cls, mcfg, seed = job
@@ -100,13 +102,13 @@ def prefit(runner: Runner, jobs: list[Job], init: Callable[[], Any] | None = Non
         return
     cache = runner.cache
     built = {a for p in todo for a in p.artifacts if cache.has_artifact(*a)}
-    log(f"fitting {len(todo)} models in {n} worker processes ({', '.join(f'{p.method}' for p in todo)}); "
+    log(f"fitting {len(todo)} models in {n} worker processes ({', '.join(p.method for p in todo)}); "
         f"each trains as a serial run does, so the scores do not change")
     ctx = multiprocessing.get_context("spawn")  # never fork a process that has started torch's threads
     tasks, results = ctx.Queue(), ctx.Queue()
     # plain (non-daemonic) processes: a fit may start DataLoader workers of its own
-    procs = [ctx.Process(target=_worker, args=(cfg, logs.settings(), multiprocessing.get_start_method(), init, modules, tasks, results), name=f"fit-worker-{i}")
-             for i in range(n)]
+    args = (cfg, logs.settings(), multiprocessing.get_start_method(), init, modules, tasks, results)
+    procs = [ctx.Process(target=_worker, args=args, name=f"fit-worker-{i}") for i in range(n)]
     for proc in procs:
         proc.start()
     try:

@@ -40,7 +40,7 @@ from ood_bench.utils import atomic
 from ood_bench.utils.atomic import write_json
 from ood_bench.utils.errors import UserError
 from ood_bench.utils.naming import safe_name
-from ood_bench.reporting.statistics import comparisons_frame, per_set_frame
+from ood_bench.reporting.statistics import Resampled, comparisons_frame, per_set_frame
 from ood_bench.reporting.html import escape_frame, table_html, write_report
 from ood_bench.reporting.plots import auroc_vs_throughput, roc_curves, score_histogram
 from ood_bench.reporting.plot_pool import Pending, PlotPool
@@ -253,13 +253,14 @@ def write_run(run_dir: Path, results, id_name: str, manifest: dict, n_resamples:
         arts_txt = arts.drop(columns=["folder"]).assign(build_s=arts["build_s"].map(lambda v: f"{v:.1f}"))
         files["artifacts_md"] = atomic.write_text(run_dir / "artifacts.md", markdown(arts_txt, [arts_note]))
 
-    per_set = per_set_frame(results, metrics, n_resamples)
+    resampled = Resampled(results, n_resamples)  # per-set intervals and paired tests read the same resamples
+    per_set = per_set_frame(results, metrics, n_resamples, resampled)
     files["per_set_csv"] = atomic.write_with(run_dir / "per_set.csv",
                                              lambda p: per_set.to_csv(p, index=False, float_format="%.6g"))
     per_set_txt = format_per_set(per_set)
     ci_note = f"95% percentile bootstrap intervals over {n_resamples} resamples of ID and OOD images"
     files["per_set_md"] = atomic.write_text(run_dir / "per_set.md", markdown(per_set_txt, [ci_note, *prov]))
-    comps = comparisons_frame(results, metrics, n_resamples)
+    comps = comparisons_frame(results, metrics, n_resamples, resampled)
     comps_txt = format_comparisons(comps, n_resamples)
     p_note = P_VALUE_NOTE.format(n=n_resamples, rows=max(len(comps), 1))
     if len(comps):

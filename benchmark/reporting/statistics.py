@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ood_bench.reporting.bootstrap import intervals, p_values, resample_metrics
+from ood_bench.reporting.bootstrap import ResampledMetrics, intervals, p_values, resample_metrics
 from ood_bench.reporting.tables import MEAN_GROUP, entry_name, seed_summary
 
 if TYPE_CHECKING:
@@ -35,15 +35,33 @@ def entry_scores(results: list[MethodResult]) -> dict[tuple[str, str], tuple[np.
     return {k: (np.stack(v[0]), np.stack(v[1])) for k, v in out.items()}
 
 
-def per_set_frame(results: list[MethodResult], metrics: pd.DataFrame, n_resamples: int = 1000) -> pd.DataFrame:
-    """Seed-summarised per-set metrics with ``auroc_low/high`` and ``fpr95_low/high`` columns."""
+class Resampled:
+    """``(entry, ood)`` → that entry's metrics on the bootstrap resamples
+    (:func:`~ood_bench.reporting.bootstrap.resample_metrics`), computed on first use and kept, so
+    that :func:`per_set_frame` and :func:`comparisons_frame` of one run share them."""
+
+    def __init__(self, results: list[MethodResult], n_resamples: int = 1000) -> None:
+        self.scores = entry_scores(results)
+        self.n_resamples = n_resamples
+        self._memo: dict[tuple[str, str], ResampledMetrics] = {}
+
+    def __getitem__(self, key: tuple[str, str]) -> ResampledMetrics:
+        if key not in self._memo:
+            self._memo[key] = resample_metrics(*self.scores[key], n_resamples=self.n_resamples)
+        return self._memo[key]
+
+
+def per_set_frame(results: list[MethodResult], metrics: pd.DataFrame, n_resamples: int = 1000,
+                  resampled: Resampled | None = None) -> pd.DataFrame:
+    """Seed-summarised per-set metrics with ``auroc_low/high`` and ``fpr95_low/high`` columns
+    (``resampled``: the run's shared :class:`Resampled`, else one of its own)."""
     s = seed_summary(metrics)
     s = s[s["group"] != MEAN_GROUP].reset_index(drop=True)
-    scores = entry_scores(results)
+    resampled = resampled or Resampled(results, n_resamples)
     lows = {m: [] for m in ("auroc", "fpr95")}
     highs = {m: [] for m in ("auroc", "fpr95")}
     for e, ood in zip(s["entry"], s["ood"]):
-        ci = intervals(resample_metrics(*scores[(e, ood)], n_resamples=n_resamples))
+        ci = intervals(resampled[(e, ood)])
         for m in lows:
             lows[m].append(ci[m].low)
             highs[m].append(ci[m].high)
@@ -53,17 +71,17 @@ def per_set_frame(results: list[MethodResult], metrics: pd.DataFrame, n_resample
     return s
 
 
-def comparisons_frame(results: list[MethodResult], metrics: pd.DataFrame, n_resamples: int = 1000) -> pd.DataFrame:
+def comparisons_frame(results: list[MethodResult], metrics: pd.DataFrame, n_resamples: int = 1000,
+                      resampled: Resampled | None = None) -> pd.DataFrame:
     """Pairwise paired-bootstrap tests between methods' canonical scores, per OOD set.
 
     Columns: ``ood, better, worse, auroc_better, auroc_worse, p_auroc, p_fpr95``; ``better`` has
-    the higher mean AUROC and ``p_*`` is the one-sided p-value of "better beats worse".
+    the higher mean AUROC and ``p_*`` is the one-sided p-value of "better beats worse". Each
+    entry's resampled metrics are computed once (``resampled``) and read by all its pairs.
     """
     s = seed_summary(metrics)
     s = s[(s["group"] != MEAN_GROUP) & s["primary"]]
-    scores = entry_scores(results)
-    # (entry, ood) → its metrics on the resamples, computed once, read by all its pairs
-    resampled = {key: resample_metrics(*scores[key], n_resamples=n_resamples) for key in zip(s["entry"], s["ood"])}
+    resampled = resampled or Resampled(results, n_resamples)
     rows = []
     for ood, part in s.groupby("ood", sort=False):
         auc = dict(zip(part["entry"], part["auroc"]))
