@@ -49,6 +49,7 @@ from ood_bench.reporting.frontier import DEFAULT_TOLERANCE, frontier_frame, knee
 from ood_bench.reporting.metrics import CONVENTIONS
 from ood_bench.reporting.run_folder import (MANIFEST_FILE, check_writable_dir, claim_run_dir, holds_complete_run,
                                             figure_count, publish_run, scores_frame, stage_run_dir, write_run)
+from ood_bench.reporting.figure_cache import FigureCache
 from ood_bench.reporting.plot_pool import PlotPool
 from ood_bench.reporting.tables import metrics_frame
 from ood_bench.outcomes import MethodResult
@@ -161,10 +162,12 @@ def execute(cfg: RunConfig, command: str, show_progress: bool = True) -> RunResu
                     examples_dir=write_dir / "examples" if write_dir is not None else None)
     figures = figure_count(len(cfg.seeds) * len(prep.methods) * len(prep.oods), len(prep.oods))
     with publishing(manifest, run_dir, stage):
-        # independent fits side by side (CPU), then the serial loop loads them
-        prefit(runner, runner.jobs(), init=functools.partial(load_plugins, cfg.plugins))
+        # independent fits and scoring side by side (CPU), then the serial loop reads the results
+        # (their scoring times are taken side by side: the manifest says how many ran)
+        manifest["fit_workers"] = prefit(runner, runner.jobs(), init=functools.partial(load_plugins, cfg.plugins))
         # the figure worker starts now: it imports matplotlib while the methods are scored
-        with PlotPool(figures if write_dir is not None else 0) as pool:
+        with PlotPool(figures if write_dir is not None else 0,
+                      cache=FigureCache(runner.cache.figures_dir() if cfg.use_cache else None)) as pool:
             results = runner.run()
             finish_manifest(manifest, results, time.perf_counter() - t0)
             result = RunResult(cfg, results, manifest)

@@ -150,8 +150,9 @@ def _run_flags(r: argparse.ArgumentParser) -> None:
                                              "a fixed-seed subset, class-stratified when labelled, in dataset order")
     r.add_argument("--train-limit", type=int, help="fit on N images of the ID training set (chosen as --limit chooses)")
     r.add_argument("--fit-workers", type=_fit_workers, metavar="N|auto",
-                   help="processes fitting independent models side by side, one training thread each, before "
-                        "scoring (default auto: one per core on a CPU, 1 on a GPU); scores equal a serial run's")
+                   help="processes fitting and scoring independent methods side by side, each fit at one training "
+                        "thread, each set scored at this process's thread count (default auto: one per core on a "
+                        "CPU, 1 on a GPU); scores equal a serial run's")
     r.add_argument("--validation", type=float,
                    help="fraction of the ID training set held out per seed (default 0.05): shared networks requested "
                         "on 'fit' data train without it; methods that calibrate on it receive it")

@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # RunContext lives in methods/base.py, which imports this mod
 # run's validation hold-out (``validation`` run option; see ood_bench.data.base.holdout_split).
 ARTIFACT_DATA = ("train", "fit")
 # How a method got an artifact: built here, loaded from the cache, or handed over from an
-# earlier method of the same run (the very same object).
+# earlier method of the same run (the very same object; or the same cached artifact, where that
+# method's scores were all cached and it loaded nothing): its build time counts there.
 ARTIFACT_STATUS = ("trained", "loaded", "shared")
 
 
@@ -130,8 +131,9 @@ class ArtifactUse:
     Attributes:
         name: the method's name for it (a key of ``requires()``).
         kind, key: its kind and cache key; ``folder``: where it is saved (``None`` without a cache).
-        status: ``trained`` (built in this run), ``loaded`` (from the cache), ``shared`` (the same
-            object an earlier method of this run got).
+        status: ``trained`` (built in this run), ``loaded`` (from the cache), ``shared`` (what an earlier
+            method of this run got: the same object, or the same cached artifact). A method whose
+            scores are all cached loads no network: its artifacts are ``loaded`` in name only.
         seconds: the time its build took (when it was built, in this run or an earlier one).
         report: its :meth:`Artifact.fit_report`.
         owner: the method of this run that got it first (trained or loaded it).

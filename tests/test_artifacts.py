@@ -26,9 +26,10 @@ from ood_bench.methods.unet import PixelDiffusionConfig
 
 # ------------------------------------------------------------------ a tiny artifact and two users
 class MeanArtifact(Artifact):
-    """The mean training image at ``size`` px (counts its builds)."""
+    """The mean training image at ``size`` px (counts its builds and loads)."""
 
     builds = 0
+    loads = 0
 
     def __init__(self, mean: torch.Tensor, n: int) -> None:
         self.mean, self.n = mean, n
@@ -46,6 +47,7 @@ class MeanArtifact(Artifact):
 
     @classmethod
     def load(cls, recipe, directory, ctx):
+        cls.loads += 1
         return cls(torch.load(directory / "mean.pt", weights_only=True), json.loads((directory / "n.json").read_text()))
 
     def fit_report(self):
@@ -139,14 +141,23 @@ def test_two_methods_with_one_recipe_get_one_build_shared_then_loaded(tmp_path, 
     err = caplog.text
     caplog.clear()
     assert f"artifact test-mean-image {ua.key} trained" in err and f"artifact test-mean-image {ua.key} shared" in err
-    # a second run: loaded from the cache by the first user, shared with the second; no build
+    # a second run: loaded from the cache by the first user, shared with the second; no build,
+    # and, every score being cached, nothing is even read
+    MeanArtifact.loads = 0
     a2, b2 = _run(_cfg(), tmp_path)
-    assert MeanArtifact.builds == 1
+    assert MeanArtifact.builds == 1 and MeanArtifact.loads == 0
     assert (a2.artifacts[0].status, b2.artifacts[0].status) == ("loaded", "shared")
     assert a2.artifacts[0].seconds == ua.seconds  # the build time travels with the cache
-    assert "loaded from" in caplog.text
+    # every score of that run was cached: the artifact was named, not read
+    assert "its scores are cached, not loaded" in caplog.text and "loaded from" not in caplog.text
     # the artifact's build time counts once: in the fit time of the method that got it first
     assert a.fit_seconds >= ua.seconds
+    np.testing.assert_array_equal(a2.id.batch.canonical, a.id.batch.canonical)
+    # a new scoring need (another OOD set) reads it, once, and shares it
+    caplog.clear()
+    a3, b3 = _run(_cfg(ood=["textures"]), tmp_path)
+    assert MeanArtifact.loads == 1 and (a3.artifacts[0].status, b3.artifacts[0].status) == ("loaded", "shared")
+    assert "loaded from" in caplog.text
 
 
 def test_a_changed_recipe_or_seed_makes_a_new_key(tmp_path):

@@ -1,4 +1,4 @@
-"""Fit workers (engine/fit_pool.py): independent fits side by side, the scores of a serial run."""
+"""Fit workers (engine/fit_pool.py): independent fits and scoring side by side, the scores of a serial run."""
 from __future__ import annotations
 
 import json
@@ -41,14 +41,21 @@ def test_fit_workers_give_the_scores_of_a_serial_run(tmp_path):
     serial_log = _toy_run(tmp_path, "serial", "--fit-workers", "1")
     pooled_log = _toy_run(tmp_path, "pooled", "--fit-workers", "2")
     assert "worker processes" not in serial_log
-    assert "fitting 6 models in 2 worker processes" in pooled_log
+    assert "fitting and scoring 6 methods in 2 worker processes" in pooled_log
     serial, pooled = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("serial", "pooled"))
     pd.testing.assert_frame_equal(pooled, serial)  # every score, bit for bit
     ms, mp = (pd.read_csv(tmp_path / d / "metrics.csv").drop(columns=COST_COLUMNS) for d in ("serial", "pooled"))
     pd.testing.assert_frame_equal(mp, ms)
-    # the workers' models count as fitted in this run, not loaded; artifacts as trained once, then shared
+    # the example pictures the workers drew are the serial run's
+    pictures = sorted(f.name for f in (tmp_path / "serial" / "examples").iterdir())
+    assert pictures and pictures == sorted(f.name for f in (tmp_path / "pooled" / "examples").iterdir())
+    for f in pictures:
+        assert (tmp_path / "pooled" / "examples" / f).read_bytes() == (tmp_path / "serial" / "examples" / f).read_bytes()
+    # the workers' models count as fitted and their scores as computed in this run, not loaded;
+    # artifacts as trained once, then shared
     man = json.loads((tmp_path / "pooled" / "manifest.json").read_text())
-    assert not any(t["fit_cached"] for t in man["timings"].values())
+    assert not any(t["fit_cached"] or t["scores_cached"] for t in man["timings"].values())
+    assert len(re.findall(r"scored noise: [0-9]+ images in [0-9.]+s by a fit worker", pooled_log)) == len(METHODS)
     statuses = lambda d: sorted((u["status"] for a in json.loads((tmp_path / d / "manifest.json").read_text())[
         "artifacts"].values() for u in a["uses"]))
     assert statuses("pooled") == statuses("serial")
@@ -57,8 +64,17 @@ def test_fit_workers_give_the_scores_of_a_serial_run(tmp_path):
     assert "worker processes" not in _toy_run(tmp_path, "pooled", "--fit-workers", "2", "--cache-dir", "cache-pooled")
 
 
-def _plan(name: str, *arts: str) -> FitPlan:
-    return FitPlan(name, 0, f"key-{name}", frozenset(("kind", a) for a in arts), False)
+def _plan(name: str, *arts: str, cached: bool = False) -> FitPlan:
+    return FitPlan(name, 0, f"key-{name}", frozenset(("kind", a) for a in arts), cached)
+
+
+def test_two_jobs_needing_one_uncached_model_never_run_together():
+    """Sweep points of one method share its model: the second waits for the first's fit."""
+    first, second = (FitPlan("m", 0, "k", frozenset(), False, ("noise",)) for _ in range(2))
+    assert schedule([second], built=set(), building=set(first.builds())) is None
+    assert schedule([second], built=set(first.builds()), building=set()) is second
+    cached = FitPlan("m", 0, "k", frozenset(), True, ("noise",))
+    assert cached.builds() == frozenset() and not cached.scored and FitPlan("m", 0, "k", frozenset(), True).scored
 
 
 def test_schedule_starts_new_work_first_and_never_waits_on_a_running_build():

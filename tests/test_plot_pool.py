@@ -116,3 +116,36 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "worker"
     assert marker.read_text() == "run\n"
+
+
+# ------------------------------------------------------------------ the figure cache
+DRAWN: list[str] = []
+
+
+def counted_histogram(id_s, ood_s, path, *, title):
+    """score_histogram that records each time it actually draws."""
+    DRAWN.append(title)
+    return score_histogram(id_s, ood_s, path, title=title, id_label="ID", ood_label="OOD", score_label="s")
+
+
+def test_a_cached_figure_is_copied_byte_for_byte_and_new_data_is_drawn(tmp_path):
+    from ood_bench.reporting.figure_cache import FigureCache
+
+    cache = FigureCache(tmp_path / "figures")
+    rng = np.random.default_rng(1)
+    id_s, ood_s = rng.normal(0, 1, 100), rng.normal(2, 1, 100)
+    DRAWN.clear()
+    for run in ("a", "b"):  # a rerun into another folder: copied, not drawn
+        with PlotPool(0, cache=cache) as pool:
+            assert pool.submit(counted_histogram, id_s, ood_s, tmp_path / run / "h.png", title="t").result() \
+                == tmp_path / run / "h.png"
+    assert DRAWN == ["t"]
+    for suffix in (".png", ".pdf"):
+        assert (tmp_path / "a" / f"h{suffix}").read_bytes() == (tmp_path / "b" / f"h{suffix}").read_bytes()
+    with PlotPool(0, cache=cache) as pool:  # one score changed, or another title: drawn again
+        pool.submit(counted_histogram, id_s, np.r_[ood_s[:-1], 9.0], tmp_path / "c" / "h.png", title="t").result()
+        pool.submit(counted_histogram, id_s, ood_s, tmp_path / "d" / "h.png", title="other").result()
+    assert DRAWN == ["t", "t", "other"]
+    with PlotPool(0, cache=FigureCache(None)) as pool:  # no cache (--no-cache): always drawn
+        pool.submit(counted_histogram, id_s, ood_s, tmp_path / "e" / "h.png", title="t").result()
+    assert DRAWN[-1] == "t" and len(DRAWN) == 4

@@ -66,6 +66,8 @@ class ArtifactStore:
         self.numerics = dict(numerics or {})
         self.log = log
         self._memo: dict[str, tuple[Artifact, ArtifactUse]] = {}
+        # artifacts an earlier method of the run used through its cached scores only (not loaded)
+        self._described: dict[str, ArtifactUse] = {}
 
     def provide(self, user: str, name: str, request: ArtifactRequest, data: ImageDataset,
                 ctx: RunContext) -> tuple[Artifact, ArtifactUse]:
@@ -75,9 +77,7 @@ class ArtifactStore:
         key = artifact_key(request, data, ctx.seed, self.numerics)
         if key in self._memo:
             art, first = self._memo[key]
-            self.log(f"{user}: artifact {request.kind} {key} shared (the one {first.owner} got; "
-                     f"built in {first.seconds:.1f}s)")
-            return art, dataclasses.replace(first, name=name, status="shared", report=dict(first.report))
+            return art, self._shared(user, name, first)
         folder = self.cache.artifact_dir(request.kind, key)
         actx = dataclasses.replace(ctx, batch_size=ARTIFACT_BATCH,
                                    work_dir=self.cache.artifact_work_dir(request.kind, key))
@@ -89,8 +89,47 @@ class ArtifactStore:
             art, seconds, peak, status = self._obtain(cls, request, key, folder, data, actx, user)
         use = ArtifactUse(name=name, kind=request.kind, key=key, folder=str(folder), status=status,
                           seconds=seconds, peak_mem_mib=peak, report=art.fit_report(), owner=user)
+        if key in self._described:  # an earlier method of the run used its cached results only
+            use = self._shared(user, name, self._described[key])
         self._memo[key] = (art, use)
         return art, use
+
+    def describe(self, user: str, method: OODMethod, id_train: ImageDataset,
+                 fit_part: ImageDataset) -> list[ArtifactUse] | None:
+        """How ``user`` uses the artifacts ``method`` requests, read from their cached metadata
+        alone (nothing is loaded): for a method whose scores are all cached. ``None`` when one is
+        not cached (or its metadata is unreadable): then it must be :meth:`provide`-d."""
+        uses = []
+        for name, (request, data) in requested(method, id_train, fit_part).items():
+            key = artifact_key(request, data, method.ctx.seed, self.numerics)
+            first = self._memo[key][1] if key in self._memo else self._described.get(key)
+            if first is not None:
+                uses.append(self._shared(user, name, first))
+                continue
+            folder = self.cache.artifact_dir(request.kind, key)
+            if not (self.cache.has_artifact(request.kind, key) and self.cache.intact(folder)):
+                return None  # missing or damaged: provide() loads (validating, healing) or builds it
+            try:
+                meta = json.loads((folder / Cache.ARTIFACT_META).read_text())
+                seconds = float(meta["seconds"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+            mine = folder in self.cache.own
+            self.log(f"{user}: artifact {request.kind} {key} " + (f"trained in {seconds:.1f}s by a fit worker; cached in {folder}"
+                     if mine else f"cached in {folder} (built in {seconds:.1f}s; its scores are cached, not loaded)"))
+            use = ArtifactUse(name=name, kind=request.kind, key=key, folder=str(folder),
+                              status="trained" if mine else "loaded", seconds=seconds,
+                              peak_mem_mib=meta.get("peak_mem_mib", float("nan")), report=meta.get("report", {}),
+                              owner=user)
+            self._described[key] = use
+            uses.append(use)
+        return uses
+
+    def _shared(self, user: str, name: str, first: ArtifactUse) -> ArtifactUse:
+        """``first`` (how the run's first user got the artifact) as ``user``'s, shared."""
+        self.log(f"{user}: artifact {first.kind} {first.key} shared (the one {first.owner} got; "
+                 f"built in {first.seconds:.1f}s)")
+        return dataclasses.replace(first, name=name, status="shared", report=dict(first.report))
 
     # ------------------------------------------------------------------------------------
     def _obtain(self, cls: type[Artifact], request: ArtifactRequest, key: str, folder: Path,
@@ -120,6 +159,7 @@ class ArtifactStore:
                     "data_fingerprint": data.fingerprint(), "seed": ctx.seed, "numerics": self.numerics,
                     "seconds": seconds, "peak_mem_mib": mem.peak_mib, "report": art.fit_report(),
                     "device": ctx.device.type, "machine": machine_info(ctx.device)})
+            self.cache.wrote(folder)
             if work is not None:
                 shutil.rmtree(work, ignore_errors=True)  # checkpoints of a saved artifact are dead weight
             self.log(f"{user}: artifact {request.kind} {key} trained in {seconds:.1f}s; cached in {folder}")

@@ -169,18 +169,29 @@ class CachedScores:
 class Cache:
     """Filesystem cache; ``enabled=False`` makes every lookup miss (but still writes).
 
-    Folders :meth:`admit`-ted are this run's own work (models and artifacts its fit workers
-    wrote, :mod:`ood_bench.engine.fit_pool`): found even with ``enabled=False``, and reported as
-    trained in this run, not loaded."""
+    Paths :meth:`admit`-ted are this run's own work (models, artifacts, scores and pictures its
+    fit workers wrote, :mod:`ood_bench.engine.fit_pool`): found even with ``enabled=False``, and
+    reported as trained / scored in this run, not loaded. :attr:`written` lists what this process
+    wrote, in order (a fit worker hands it to its parent)."""
 
     def __init__(self, root: Path | str, enabled: bool = True) -> None:
         self.root = Path(root)
         self.enabled = enabled
         self.own: set[Path] = set()
+        self.written: list[Path] = []
 
-    def admit(self, folder: Path | str) -> None:
-        """Count ``folder`` (a model or artifact folder written during this run) as this run's own."""
-        self.own.add(Path(folder))
+    def admit(self, path: Path | str) -> None:
+        """Count ``path`` (a model or artifact folder, a scores file or picture written during
+        this run) as this run's own."""
+        self.own.add(Path(path))
+
+    def wrote(self, path: Path | str) -> None:
+        """Record that this process has just written ``path`` (complete, atomically)."""
+        self.written.append(Path(path))
+
+    def usable(self, path: Path) -> bool:
+        """Whether the file ``path`` may be read: it exists, and the cache is on or it is this run's own."""
+        return (self.enabled or path in self.own) and path.is_file()
 
     def _present(self, folder: Path, meta: str) -> bool:
         return (self.enabled or folder in self.own) and (folder / meta).is_file()
@@ -219,6 +230,16 @@ class Cache:
             raise InvalidArtefact("fit.json lacks the fit time")
         return meta
 
+    @staticmethod
+    def intact(folder: Path) -> bool:
+        """Whether every file of a cached folder matches the SHA-256 recorded when it was written
+        (read as bytes only: nothing is deserialised). ``False`` for damage, and for a folder
+        without a record: then :meth:`validate_model` / :meth:`validate_artifact` must judge it."""
+        try:
+            return atomic.verify_dir(folder)
+        except (atomic.ChecksumMismatch, OSError):
+            return False
+
     def quarantine(self, path: Path, why: str) -> Path:
         """Move a bad artefact aside (kept for inspection, never read again) with a warning."""
         bad = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -227,6 +248,10 @@ class Cache:
             atomic.sidecar(path).replace(atomic.sidecar(bad))
         log(f"warning: cached {path} is damaged ({why}); moved to {bad.name}, rebuilding it", level=logging.WARNING)
         return bad
+
+    def figures_dir(self) -> Path:
+        """Where finished figures are kept by what drew them (:mod:`ood_bench.reporting.figure_cache`)."""
+        return self.root / "figures"
 
     # ---------------------------------------------------------------- shared artifacts
     ARTIFACT_META = "artifact.json"
@@ -262,9 +287,24 @@ class Cache:
     def scores_path(self, method: str, fit_key: str, score_key: str) -> Path:
         return self.fit_dir(method, fit_key) / "scores" / f"{score_key}.npz"
 
+    EXAMPLE_SUFFIX = ".grid2.png"  # 2: the pictures got row labels
+
+    def example_path(self, method: str, fit_key: str, score_key: str) -> Path:
+        """Where a method's example picture for one scored set is kept (beside its scores)."""
+        return self.scores_path(method, fit_key, score_key).with_suffix(self.EXAMPLE_SUFFIX)
+
+    def no_example_path(self, method: str, fit_key: str, score_key: str) -> Path:
+        """An empty file saying the method had no picture to draw for that set."""
+        return self.scores_path(method, fit_key, score_key).with_suffix(".nopicture")
+
+    def example_done(self, method: str, fit_key: str, score_key: str) -> bool:
+        """Whether the example picture of that set is cached, or known not to exist."""
+        return (self.usable(self.example_path(method, fit_key, score_key))
+                or self.usable(self.no_example_path(method, fit_key, score_key)))
+
     def load_scores(self, method: str, fit_key: str, score_key: str) -> CachedScores | None:
         path = self.scores_path(method, fit_key, score_key)
-        if not (self.enabled and path.is_file()):
+        if not self.usable(path):
             return None
         try:
             validate_cached_file(path)  # its recorded SHA-256, then its content
@@ -277,7 +317,7 @@ class Cache:
         except Exception as e:  # truncated zip, missing keys, NaN scores: score again
             why = str(e) if isinstance(e, InvalidArtefact) else f"{type(e).__name__}"
             self.quarantine(path, why)
-            path.with_suffix(".png").unlink(missing_ok=True)  # its example picture goes with it
+            path.with_suffix(self.EXAMPLE_SUFFIX).unlink(missing_ok=True)  # its example picture goes with it
             return None
 
     def save_scores(self, method: str, fit_key: str, score_key: str, batch: ScoreBatch,
@@ -291,4 +331,6 @@ class Cache:
             with open(p, "wb") as f:
                 np.savez(f, meta=np.array(meta), **arrays)
 
-        atomic.write_with(self.scores_path(method, fit_key, score_key), write, checksum=True)
+        path = self.scores_path(method, fit_key, score_key)
+        atomic.write_with(path, write, checksum=True)
+        self.wrote(path)

@@ -44,7 +44,7 @@ class RunConfig:
     ``batch_size=None`` lets each method use its own default. ``validation``: the fraction of
     the ID training split held out per seed (DDPM-OOD's 5 %): artifacts requested with
     ``data="fit"`` train without it, methods with ``needs_validation`` receive it; never ID test.
-    ``fit_workers``: processes fitting independent models side by side before scoring
+    ``fit_workers``: processes fitting and scoring independent methods side by side
     (:mod:`ood_bench.engine.fit_pool`; ``auto``: one per core on a CPU, 1 on a GPU).
     """
 

@@ -69,14 +69,26 @@ class PreparedRun:
 
 @dataclass(frozen=True)
 class FitPlan:
-    """One (method, seed) fit of a run as the fit workers schedule it: the ``(kind, key)`` of
-    every artifact it needs, its model's ``fit_key``, and whether that model is cached already."""
+    """One (method, seed) job of a run as the fit workers schedule it: the ``(kind, key)`` of
+    every artifact it needs, its model's ``fit_key``, whether that model is cached already, and
+    whether its scores (and example pictures) on every set are."""
 
     method: str
     seed: int
     fit_key: str
     artifacts: frozenset[tuple[str, str]]
     cached: bool
+    unscored: tuple[str, ...] = ()  # the sets whose scores (or example picture) are not cached
+
+    @property
+    def scored(self) -> bool:
+        """Whether the model and every set's scores and pictures are cached: nothing to compute."""
+        return self.cached and not self.unscored
+
+    def builds(self) -> frozenset[tuple[str, str]]:
+        """What the job may build that another job could also need: its artifacts and, when not
+        cached, its model (sweep points of one method share it)."""
+        return self.artifacts | (frozenset() if self.cached else {("model", f"{self.method}/{self.fit_key}")})
 
 
 def display_name(name: str) -> str:
@@ -175,10 +187,14 @@ def prepare(cfg: RunConfig) -> PreparedRun:
 class Runner:
     """Executes a :class:`PreparedRun`; results land in ``self.results`` as they complete."""
 
-    def __init__(self, prep: PreparedRun, cache: Cache, examples_dir: Path | None = None) -> None:
+    def __init__(self, prep: PreparedRun, cache: Cache, examples_dir: Path | None = None,
+                 examples: bool | None = None) -> None:
         self.prep = prep
         self.cache = cache
         self.examples_dir = examples_dir
+        # whether methods draw their example pictures (cached beside the scores); a fit worker
+        # draws them for its parent's run folder without writing one (``examples_dir`` None)
+        self.examples = examples_dir is not None if examples is None else examples
         self.results: list[MethodResult] = []
         self.artifacts = ArtifactStore(cache, self.numerics("fit"))
 
@@ -195,15 +211,68 @@ class Runner:
     # ------------------------------------------------------------------------------------
     def run_method(self, key: str, cls: type[OODMethod], mcfg: MethodConfig, seed: int) -> MethodResult:
         p = self.prep
+        done = self.cached_result(key, cls, mcfg, seed)
+        if done is not None:  # every score (and picture) cached: no network is loaded
+            return done
         method, fit_key, uses, (fit_seconds, fit_peak, fit_cached, report) = self.fitted(key, cls, mcfg, seed)
-        batch_size = method.ctx.batch_size
-        score_base = {"fit": fit_key, "score": mcfg.stage_dict("score"), "batch": batch_size,
-                      "device": p.device.type, "seed": seed, **self.numerics("score")}
-        id_scores = self._score(method, key, fit_key, score_base, p.id_test, "id", "id", display_name(p.cfg.id))
-        oods = [self._score(method, key, fit_key, score_base, ds, "ood", p.groups[name], name)
-                for name, ds in p.oods.items()]
+        sets = self.score_sets(method, key, fit_key)
         return MethodResult(key, seed, mcfg.to_dict(), fit_key, fit_seconds, fit_peak, fit_cached,
-                            report, method.cost(), method.budget(), id_scores, oods, uses)
+                            report, method.cost(), method.budget(), sets[0], sets[1:], uses)
+
+    def datasets(self) -> list[tuple[ImageDataset, str, str, str]]:
+        """``(dataset, role, group, name)`` of every set a method scores: the ID test split first."""
+        p = self.prep
+        return [(p.id_test, "id", "id", display_name(p.cfg.id)),
+                *((ds, "ood", p.groups[name], name) for name, ds in p.oods.items())]
+
+    def score_sets(self, method: OODMethod, key: str, fit_key: str,
+                   names: list[str] | None = None) -> list[DatasetScores]:
+        """``method`` (registered as ``key``, its model ``fit_key``) scored on every set of
+        :meth:`datasets` — or on those named in ``names`` — each read from the cache where it is
+        there, else computed and cached, with its example picture."""
+        return [self._score(method, key, fit_key, self.score_key(method, fit_key, ds), ds, role, group, name)
+                for ds, role, group, name in self.datasets() if names is None or name in names]
+
+    def score_key(self, method: OODMethod, fit_key: str, ds: ImageDataset) -> str:
+        """The cache key of ``method``'s scores (its model: ``fit_key``) on ``ds``."""
+        return digest({"fit": fit_key, "score": method.config.stage_dict("score"), "batch": method.ctx.batch_size,
+                       "device": self.prep.device.type, "seed": method.ctx.seed, **self.numerics("score"),
+                       "data": ds.fingerprint()})
+
+    def cached_result(self, key: str, cls: type[OODMethod], mcfg: MethodConfig, seed: int) -> MethodResult | None:
+        """The result of ``key`` for ``seed`` read from the cache alone — model metadata, artifact
+        metadata, every set's scores and example picture — without building or loading a network;
+        ``None`` when anything is missing or damaged (the full path then fits or loads, and scores)."""
+        if not dist.is_main() or dist.active():
+            return None  # under torchrun every rank takes the same path: the full one
+        plan = self.plan_fit(key, cls, mcfg, seed)
+        if not plan.scored:
+            return None
+        method = cls(mcfg, self.context(cls, seed))
+        keyed = [(self.score_key(method, plan.fit_key, ds), ds, role, group, name)
+                 for ds, role, group, name in self.datasets()]
+        loaded = [(self.cache.load_scores(key, plan.fit_key, sk), sk, *rest) for sk, *rest in keyed]
+        if any(c is None for c, *_ in loaded):
+            return None
+        model_dir = self.cache.model_dir(key, plan.fit_key)
+        if not self.cache.intact(model_dir):
+            return None  # damaged (or never checksummed): the full path validates and heals it
+        try:
+            meta = self.cache.fit_meta(key, plan.fit_key)
+            uses = self.artifacts.describe(key, method, self.prep.id_train, self.split(method, key, seed)[0])
+        except (OSError, ValueError, KeyError, InvalidArtefact):
+            return None  # an unreadable fit.json or artifact folder: the full path heals it
+        if uses is None:
+            return None
+        seconds, peak, cached, report = self._cached_fit(method, key, model_dir, meta)
+        seconds += sum(u.seconds for u in uses if u.status != "shared")
+        sets = []
+        for c, sk, ds, role, group, name in loaded:
+            out = self._cached_scores(key, plan.fit_key, sk, c, ds, role, group, name)
+            out.example = self._example(method, key, plan.fit_key, sk, ds, name)  # cached: drawn by no network
+            sets.append(out)
+        return MethodResult(key, seed, mcfg.to_dict(), plan.fit_key, seconds, peak, cached, report,
+                            method.cost(), method.budget(), sets[0], sets[1:], uses)
 
     def context(self, cls: type[OODMethod], seed: int, **kw: Any) -> RunContext:
         """The run's :class:`RunContext` for a method of class ``cls`` (``kw`` overrides fields)."""
@@ -250,7 +319,11 @@ class Runner:
         method.validation = validation
         train = fit_part if cls.needs_validation else id_train
         fit_key = self.fit_key(key, method, train, {name: k for name, (_, k) in arts.items()})
-        return FitPlan(key, seed, fit_key, frozenset(arts.values()), self.cache.has_model(key, fit_key))
+        cached = self.cache.has_model(key, fit_key)
+        unscored = tuple(name for ds, _, _, name in self.datasets()
+                         if not self.cache.usable(self.cache.scores_path(key, fit_key, sk := self.score_key(method, fit_key, ds)))
+                         or (self.examples and not self.cache.example_done(key, fit_key, sk)))
+        return FitPlan(key, seed, fit_key, frozenset(arts.values()), cached, unscored)
 
     def numerics(self, stage: str) -> dict[str, str]:
         """The fast-path options that change a ``stage``'s numbers (``{}`` on a CPU by default)."""
@@ -315,6 +388,7 @@ class Runner:
                 method.save(tmp)
                 write_json(tmp / "fit.json", {**origin, "seconds": seconds, "peak_mem_mib": mem.peak_mib, "report": report,
                                                "device": method.device.type, "machine": machine_info(method.device)})
+            self.cache.wrote(model_dir)
             if work is not None:
                 shutil.rmtree(work, ignore_errors=True)  # checkpoints of a cached model are dead weight
             log(f"{key}: fitted in {seconds:.1f}s; model cached in {model_dir}")
@@ -344,6 +418,12 @@ class Runner:
         except Exception as e:  # InvalidArtefact, or a file the method itself cannot use
             self.cache.quarantine(model_dir, str(e) if isinstance(e, InvalidArtefact) else type(e).__name__)
             return None
+        return self._cached_fit(method, key, model_dir, meta)
+
+    def _cached_fit(self, method: OODMethod, key: str, model_dir: Path,
+                    meta: dict) -> tuple[float, float, bool, dict]:
+        """``(fit seconds, peak MiB, cached?, report)`` of the cached model in ``model_dir``
+        (``meta``: its ``fit.json``), with the log line saying how this run got it."""
         if model_dir in self.cache.own:  # a fit worker of this run fitted it (engine/fit_pool.py)
             log(f"{key}: fitted in {meta['seconds']:.1f}s by a fit worker; model cached in {model_dir}")
             return meta["seconds"], meta.get("peak_mem_mib", float("nan")), False, meta.get("report", {})
@@ -359,14 +439,24 @@ class Runner:
         log(f"{key}: loaded cached model {model_dir} (fitted in {meta['seconds']:.1f}s)")
         return meta["seconds"], meta.get("peak_mem_mib", float("nan")), True, meta.get("report", {})
 
-    def _score(self, method: OODMethod, key: str, fit_key: str, base: dict, ds: ImageDataset,
+    def _cached_scores(self, key: str, fit_key: str, score_key: str, cached: Any, ds: ImageDataset,
+                       role: str, group: str, name: str) -> DatasetScores:
+        """``cached`` (:class:`~ood_bench.engine.cache.CachedScores`) as the run's scores of
+        ``ds``: computed in this run when a fit worker of this run scored it, else cached."""
+        mine = self.cache.scores_path(key, fit_key, score_key) in self.cache.own
+        if mine:
+            log(f"{key}: scored {name}: {len(ds)} images in {cached.seconds:.1f}s by a fit worker "
+                f"({len(ds) / max(cached.seconds, 1e-9):.1f} img/s)")
+        else:
+            log(f"{key}: cached scores for {name} ({len(cached.batch)} images)")
+        return DatasetScores(name, role, group, ds, cached.batch, cached.seconds, cached.peak_mem_mib, not mine)
+
+    def _score(self, method: OODMethod, key: str, fit_key: str, score_key: str, ds: ImageDataset,
                role: str, group: str, name: str) -> DatasetScores:
-        score_key = digest({**base, "data": ds.fingerprint()})
         # rank 0 decides for all ranks (a file appearing between two ranks' looks would split them)
         cached = dist.broadcast(self.cache.load_scores(key, fit_key, score_key) if dist.is_main() else None)
         if cached is not None:
-            log(f"{key}: cached scores for {name} ({len(cached.batch)} images)")
-            out = DatasetScores(name, role, group, ds, cached.batch, cached.seconds, cached.peak_mem_mib, True)
+            out = self._cached_scores(key, fit_key, score_key, cached, ds, role, group, name)
         else:
             with PeakMemory(method.device) as mem:
                 synchronize(method.device)
@@ -392,13 +482,22 @@ class Runner:
 
     def _example(self, method: OODMethod, key: str, fit_key: str, score_key: str,
                  ds: ImageDataset, name: str) -> Path | None:
-        """The method's picture for this dataset (cached beside the scores), if it has one."""
-        if self.examples_dir is None or not dist.is_main():
+        """The method's picture for this dataset (cached beside the scores), if it has one, copied
+        into the run folder's ``examples/`` (a fit worker only draws it into the cache)."""
+        if not self.examples or not dist.is_main():
             return None
-        cached = self.cache.scores_path(key, fit_key, score_key).with_suffix(".grid2.png")  # 2: row labels
-        if not (self.cache.enabled and cached.is_file()):
-            if not method.save_examples(ds, cached):
+        cached = self.cache.example_path(key, fit_key, score_key)
+        if not self.cache.usable(cached):
+            none = self.cache.no_example_path(key, fit_key, score_key)
+            if self.cache.usable(none):
                 return None
+            if not method.save_examples(ds, cached):
+                atomic.write_text(none, "")  # so that a rerun knows without loading the method
+                self.cache.wrote(none)
+                return None
+            self.cache.wrote(cached)
+        if self.examples_dir is None:
+            return None
         dest = self.examples_dir / f"{key}_{safe_name(name)}.png"
         atomic.write_bytes(dest, cached.read_bytes())
         return dest

@@ -77,7 +77,8 @@ def _styled(board: Leaderboard, rows: list[str], cols: list[str], header: list[t
     cells.index.name = "Method"
     styler = cells.style
     # bold via the Styler (``--rwrap`` wraps the cell in \textbf{…}), decided on the numbers
-    bold = pd.DataFrame([[("textbf:--rwrap;" if board.is_best(r, c, decimals[c]) else "") for c in cols]
+    best = {c: board.best(c) for c in cols}
+    bold = pd.DataFrame([[("textbf:--rwrap;" if board.shows(best[c], r, c, decimals[c]) else "") for c in cols]
                          for r in rows], index=cells.index, columns=cells.columns)
     styler = styler.apply(lambda _: bold, axis=None)
     ncols = len(cols)

@@ -71,7 +71,11 @@ class Leaderboard:
 
     def is_best(self, row: str, col: str, decimals: int | None = None) -> bool:
         """Whether the cell shows the best value of its column (at the printed precision)."""
-        best, v = self.best(col), self.mean.at[row, col]
+        return self.shows(self.best(col), row, col, decimals)
+
+    def shows(self, best: float | None, row: str, col: str, decimals: int | None = None) -> bool:
+        """:meth:`is_best` given the column's :meth:`best` (a table asks it once per column)."""
+        v = self.mean.at[row, col]
         d = self.decimals.get(col, 2) if decimals is None else decimals
         return (best is not None and self.primary.get(row, True) and pd.notna(v)
                 and round(float(v), d) == round(best, d))
@@ -88,14 +92,14 @@ class Leaderboard:
         """Formatted strings; ``bold``/``pm`` are format templates with ``{}``."""
         out = pd.DataFrame(index=self.mean.index, columns=self.mean.columns, dtype=object)
         for col in self.mean.columns:
-            d = self.decimals.get(col, 2)
+            d, best = self.decimals.get(col, 2), self.best(col)
             for idx in self.mean.index:
                 v, s = self.mean.at[idx, col], self.spread(idx, col)
                 if pd.isna(v):
                     out.at[idx, col] = "–"
                     continue
                 txt = f"{v:.{d}f}"
-                if self.is_best(idx, col):
+                if self.shows(best, idx, col):
                     txt = bold.format(txt)
                 if s is not None:
                     txt += pm.format(f"{s:.{d}f}")
@@ -229,6 +233,8 @@ def provenance_lines(manifests: list[dict]) -> list[str]:
             f"run {m.get('run_dir', '?')}: {m.get('finished') or m.get('started', '?')}, ood-bench "
             f"{v.get('ood-bench', '?')} @ {commit}, device {dev.get('type', '?')} ({dev.get('name', '?')}), "
             f"torch {v.get('torch', '?')}, diffusers {v.get('diffusers', '?')}, seeds {m.get('seeds', '?')}"
+            + (f", {w} fit workers (img/s: sets scored side by side, sharing the cores; --fit-workers 1 "
+               f"or `ood-bench speed` times each alone)" if (w := m.get("fit_workers") or 0) > 1 else "")
         )
     lines.append("AUROC/FPR95 in %; " + "; ".join(f"{k}: {v}" for k, v in CONVENTIONS.items()
                                                    if k in ("score", "auroc", "fpr95")))

@@ -17,6 +17,7 @@ All values are fractions in ``[0, 1]`` (tables may show them ×100).
 from __future__ import annotations
 
 import numpy as np
+import sklearn
 from sklearn.metrics import auc, precision_recall_curve, roc_auc_score, roc_curve
 
 TPR_LEVEL = 0.95
@@ -89,4 +90,6 @@ def aupr_out(id_scores, ood_scores) -> float:
 def all_metrics(id_scores, ood_scores) -> dict[str, float]:
     """Every metric of :data:`METRIC_NAMES` for one ID/OOD score pair."""
     fns = {"auroc": auroc, "fpr95": fpr95, "fpr95_oodpos": fpr95_oodpos, "aupr_in": aupr_in, "aupr_out": aupr_out}
-    return {k: fns[k](id_scores, ood_scores) for k in METRIC_NAMES}
+    id_s, ood_s = _validate(id_scores, ood_scores)  # checked here once: the curves' own checks are skipped
+    with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
+        return {k: fns[k](id_s, ood_s) for k in METRIC_NAMES}

@@ -28,6 +28,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
+from ood_bench.reporting.figure_cache import FigureCache, destination
+
 # workers besides the main process, which draws too: one on two cores, at most three
 PROCESSES = max(1, min(3, len(os.sched_getaffinity(0)) - 1)) if hasattr(os, "sched_getaffinity") else 1
 # below this many figures, drawing them all in the main process is quicker than starting a
@@ -54,18 +56,22 @@ def _run_here(job: _Job) -> None:
 class Pending:
     """A submitted figure: :meth:`result` returns what the plotting function returned (its PNG
     path), drawing queued figures in this process while it waits; an error drawing it is raised
-    here."""
+    here. A figure drawn now is kept in the pool's figure cache under ``key``."""
 
-    def __init__(self, pool: PlotPool, job: _Job):
-        self._pool, self._job = pool, job
+    def __init__(self, pool: PlotPool, job: _Job, key: str | None = None):
+        self._pool, self._job, self._key = pool, job, key
 
     def result(self) -> Path:
         future, fn, args, kwargs = self._job
         self._pool._help(future)
         try:
-            return future.result()
+            path = future.result()
         except NotDrawn:
-            return fn(*args, **kwargs)
+            path = fn(*args, **kwargs)
+        if self._key is not None:
+            self._pool.cache.store(self._key, path)
+            self._key = None
+        return path
 
 
 class PlotPool:
@@ -78,7 +84,8 @@ class PlotPool:
     stops the workers.
     """
 
-    def __init__(self, expected: int, processes: int = PROCESSES):
+    def __init__(self, expected: int, processes: int = PROCESSES, cache: FigureCache | None = None):
+        self.cache = cache or FigureCache(None)
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._procs: list[subprocess.Popen] = []
         self._threads: list[threading.Thread] = []
@@ -89,10 +96,15 @@ class PlotPool:
                 self._threads.append(t)
 
     def submit(self, fn: Callable[..., Path], *args: Any, **kwargs: Any) -> Pending:
-        """Draw ``fn(*args, **kwargs)``: a module-level plotting function, picklable arguments."""
+        """Draw ``fn(*args, **kwargs)``: a module-level plotting function, picklable arguments
+        (one of them the destination ``Path``). A figure the cache holds is copied, not drawn."""
         job = (Future(), fn, args, kwargs)
+        key = self.cache.key(fn, args, kwargs)
+        if self.cache.fetch(key, destination(args, kwargs)):
+            job[0].set_result(destination(args, kwargs))
+            return Pending(self, job)
         self._jobs.put(job)
-        return Pending(self, job)
+        return Pending(self, job, key)
 
     def _help(self, future: Future) -> None:
         """Draw queued figures here until ``future`` is done or the queue is empty."""
