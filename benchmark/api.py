@@ -162,9 +162,11 @@ def execute(cfg: RunConfig, command: str, show_progress: bool = True) -> RunResu
                     examples_dir=write_dir / "examples" if write_dir is not None else None)
     figures = figure_count(len(cfg.seeds) * len(prep.methods) * len(prep.oods), len(prep.oods))
     with publishing(manifest, run_dir, stage):
-        # independent fits and scoring side by side (CPU), then the serial loop reads the results
-        # (their scoring times are taken side by side: the manifest says how many ran)
-        manifest["fit_workers"] = prefit(runner, runner.jobs(), init=functools.partial(load_plugins, cfg.plugins))
+        # independent fits (and, with score_in_workers, scoring) side by side (CPU); the serial loop
+        # then loads or reads the results. The manifest says how many workers scored side by side.
+        workers = prefit(runner, runner.jobs(), init=functools.partial(load_plugins, cfg.plugins))
+        manifest["fit_workers"] = workers
+        manifest["score_workers"] = workers if cfg.score_in_workers else 0
         # the figure worker starts now: it imports matplotlib while the methods are scored
         with PlotPool(figures if write_dir is not None else 0,
                       cache=FigureCache(runner.cache.figures_dir() if cfg.use_cache else None)) as pool:

@@ -150,9 +150,11 @@ def _run_flags(r: argparse.ArgumentParser) -> None:
                                              "a fixed-seed subset, class-stratified when labelled, in dataset order")
     r.add_argument("--train-limit", type=int, help="fit on N images of the ID training set (chosen as --limit chooses)")
     r.add_argument("--fit-workers", type=_fit_workers, metavar="N|auto",
-                   help="processes fitting and scoring independent methods side by side, each fit at one training "
-                        "thread, each set scored at this process's thread count (default auto: one per core on a "
-                        "CPU, 1 on a GPU); scores equal a serial run's")
+                   help="processes fitting independent models side by side, one training thread each, before "
+                        "scoring (default auto: one per core on a CPU, 1 on a GPU); scores equal a serial run's")
+    r.add_argument("--score-in-workers", action="store_true", default=None,
+                   help="the fit workers also score every set, one set per task (faster on many cores; img/s are "
+                        "then measured side by side, sharing the cores); scores equal a serial run's")
     r.add_argument("--validation", type=float,
                    help="fraction of the ID training set held out per seed (default 0.05): shared networks requested "
                         "on 'fit' data train without it; methods that calibrate on it receive it")
@@ -273,7 +275,8 @@ def build_run_config(args: argparse.Namespace):
                        ("batch_size", "batch_size"), ("workers", "workers"), ("limit", "limit"), ("train_limit", "train_limit"), ("validation", "validation"),
                        ("id_test_fraction", "id_test_fraction"),
                        ("cache_dir", "cache_dir"), ("skip_unreadable", "skip_unreadable"), ("out", "out"),
-                       ("bootstrap", "bootstrap"), ("steps", "steps"), ("reps", "reps"), ("fit_workers", "fit_workers")):
+                       ("bootstrap", "bootstrap"), ("steps", "steps"), ("reps", "reps"), ("fit_workers", "fit_workers"),
+                       ("score_in_workers", "score_in_workers")):
         v = getattr(args, flag)
         if v is not None:
             setattr(cfg, attr, v)

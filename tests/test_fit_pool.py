@@ -39,7 +39,7 @@ def _toy_run(tmp_path: Path, name: str, *extra: str) -> str:
 
 def test_fit_workers_give_the_scores_of_a_serial_run(tmp_path):
     serial_log = _toy_run(tmp_path, "serial", "--fit-workers", "1")
-    pooled_log = _toy_run(tmp_path, "pooled", "--fit-workers", "2")
+    pooled_log = _toy_run(tmp_path, "pooled", "--fit-workers", "2", "--score-in-workers")
     assert "worker processes" not in serial_log
     assert "fitting and scoring 6 methods in 2 worker processes" in pooled_log
     serial, pooled = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("serial", "pooled"))
@@ -61,7 +61,15 @@ def test_fit_workers_give_the_scores_of_a_serial_run(tmp_path):
     assert statuses("pooled") == statuses("serial")
     assert len(re.findall(r"fitted in [0-9.]+s by a fit worker", pooled_log)) == len(METHODS)
     # a rerun finds everything cached: no workers start
-    assert "worker processes" not in _toy_run(tmp_path, "pooled", "--fit-workers", "2", "--cache-dir", "cache-pooled")
+    assert man["score_workers"] == 2 and "2 score workers (img/s: sets scored side by side" in \
+        (tmp_path / "pooled" / "leaderboard.md").read_text()
+    assert "worker processes" not in _toy_run(tmp_path, "pooled", "--fit-workers", "2", "--score-in-workers",
+                                              "--cache-dir", "cache-pooled")
+    # without --score-in-workers the workers only fit; the run scores each set itself
+    fit_only = _toy_run(tmp_path, "fit-only", "--fit-workers", "2")
+    assert "fitting 6 models in 2 worker processes" in fit_only and "by a fit worker (" not in fit_only
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "fit-only" / "scores.csv"), serial)
+    assert json.loads((tmp_path / "fit-only" / "manifest.json").read_text())["score_workers"] == 0
 
 
 def _plan(name: str, *arts: str, cached: bool = False) -> FitPlan:

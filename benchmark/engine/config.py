@@ -44,8 +44,10 @@ class RunConfig:
     ``batch_size=None`` lets each method use its own default. ``validation``: the fraction of
     the ID training split held out per seed (DDPM-OOD's 5 %): artifacts requested with
     ``data="fit"`` train without it, methods with ``needs_validation`` receive it; never ID test.
-    ``fit_workers``: processes fitting and scoring independent methods side by side
-    (:mod:`ood_bench.engine.fit_pool`; ``auto``: one per core on a CPU, 1 on a GPU).
+    ``fit_workers``: processes fitting independent models side by side
+    (:mod:`ood_bench.engine.fit_pool`; ``auto``: one per core on a CPU, 1 on a GPU);
+    ``score_in_workers``: they score every set too (faster on many cores; img/s are then
+    measured side by side, sharing the cores).
     """
 
     id: str = "digits04"
@@ -64,6 +66,7 @@ class RunConfig:
     batch_size: int | None = None
     workers: int = 2
     fit_workers: int | str = "auto"
+    score_in_workers: bool = False
     limit: int | None = None
     train_limit: int | None = None
     validation: float = 0.05

@@ -1,17 +1,21 @@
-"""Independent jobs side by side: a few worker processes that fit and score a run's methods.
+"""Independent jobs side by side: worker processes that fit (and, optionally, score) a run's methods.
 
 On a CPU, training runs at :data:`~ood_bench.methods.training.TRAIN_THREADS` (one) intra-op
-thread, so that it is bit-exact, and the scoring of small networks gains little from a second
-thread; a serial run therefore leaves cores idle. :func:`prefit` runs a run's (method, seed)
-jobs whose scores are not all cached yet before the runner's serial loop, in up to
-``fit_workers`` spawned processes. Each worker goes through the runner's own path
-(:meth:`~ood_bench.engine.runner.Runner.run_method`) — artifacts built or loaded under the
-cache's file locks, the method fitted with seeded RNGs at the training thread count, every set
-scored at the parent's intra-op thread count (a reduction's last bits depend on how many threads
-share it), example pictures drawn, everything saved atomically — so
-the serial loop afterwards finds each result in the cache and reads it without loading a
-network. A cached model scores exactly as the one held in memory after its training, so a run
-with workers reports the scores of a serial run; tests compare the two.
+thread, so that it is bit-exact; a serial run therefore leaves every other core idle through
+every fit. :func:`prefit` runs a run's (method, seed) jobs before the runner's serial loop, in up
+to ``fit_workers`` spawned processes. Each worker goes through the runner's own path —
+artifacts built or loaded under the cache's file locks, the method fitted with seeded RNGs at the
+training thread count, everything saved atomically — so the serial loop afterwards finds every
+model in the cache. A cached model scores exactly as the one held in memory after its training,
+so a run with workers reports the scores of a serial run; tests compare the two.
+
+By default the workers only fit, and the runner scores each set alone, so that each method's
+img/s is its own. With ``score_in_workers`` (``--score-in-workers``) they also score every set,
+each set its own task once its model is fitted, at the parent's intra-op thread count (a
+reduction's last bits depend on how many threads share it), drawing the example pictures; the
+serial loop then reads every result from the cache without loading a network. Faster where there
+are many cores; img/s are then measured side by side (the manifest records ``score_workers``,
+the leaderboards' provenance line says so).
 
 What the workers write is this run's own (:meth:`Cache.admit`): the run log, ``artifacts.csv``
 and the cost table call it trained and scored in this run, not loaded, and ``--no-cache`` still
@@ -85,11 +89,15 @@ def prefit(runner: Runner, jobs: list[Job], init: Callable[[], Any] | None = Non
     own; nothing when the run's ``fit_workers`` comes to 1 or fewer than two jobs have work.
     ``init`` (picklable, e.g. a ``functools.partial`` of the plugin loader) runs first in each
     worker, so that it knows what this process registered. A worker's error stops the others
-    and is raised here, as the serial run would raise it. Returns how many workers ran (0: none)."""
+    and is raised here, as the serial run would raise it. Returns how many workers ran (0: none).
+    Without ``score_in_workers`` in the run's config the workers only fit (and the runner scores
+    each set alone, for clean timings)."""
     cfg = runner.prep.cfg
     if fit_workers(cfg.fit_workers, runner.prep.device, len(jobs)) < 2:
         return 0  # a GPU, torchrun, --fit-workers 1 or one job: no need to plan anything
-    plans = [(plan, job) for job in jobs if not (plan := runner.plan_fit(*job)).scored]
+    scoring = cfg.score_in_workers
+    plans = [(plan, job) for job in jobs
+             if not (plan := runner.plan_fit(*job)).cached or (scoring and plan.unscored)]
     todo = [p for p, _ in plans]
     job_of = {id(p): job for p, job in plans}
     n = fit_workers(cfg.fit_workers, runner.prep.device, len(todo))
@@ -105,8 +113,10 @@ def prefit(runner: Runner, jobs: list[Job], init: Callable[[], Any] | None = Non
         return 0
     cache = runner.cache
     built = {a for p in todo for a in p.artifacts if cache.has_artifact(*a)}
-    log(f"fitting and scoring {len(todo)} methods in {n} worker processes ({', '.join(p.method for p in todo)}); "
-        f"each fits and scores as a serial run does, one set at a time, so the scores do not change")
+    log(f"{'fitting and scoring' if scoring else 'fitting'} {len(todo)} {'methods' if scoring else 'models'} in {n} "
+        f"worker processes ({', '.join(p.method for p in todo)}); each "
+        f"{'fits and scores as a serial run does, one set at a time' if scoring else 'trains as a serial run does'}, "
+        f"so the scores do not change")
     ctx = multiprocessing.get_context("spawn")  # never fork a process that has started torch's threads
     tasks, results = ctx.Queue(), ctx.Queue()
     # plain (non-daemonic) processes: a fit may start DataLoader workers of its own
@@ -143,7 +153,8 @@ def prefit(runner: Runner, jobs: list[Job], init: Callable[[], Any] | None = Non
             if name is None:
                 building -= plan.builds()
                 built |= plan.builds()
-                sets.extend((plan, s) for s in plan.unscored)
+                if scoring:
+                    sets.extend((plan, s) for s in plan.unscored)
             for path in paths:
                 cache.admit(path)
         for _ in procs:

@@ -233,8 +233,8 @@ def provenance_lines(manifests: list[dict]) -> list[str]:
             f"run {m.get('run_dir', '?')}: {m.get('finished') or m.get('started', '?')}, ood-bench "
             f"{v.get('ood-bench', '?')} @ {commit}, device {dev.get('type', '?')} ({dev.get('name', '?')}), "
             f"torch {v.get('torch', '?')}, diffusers {v.get('diffusers', '?')}, seeds {m.get('seeds', '?')}"
-            + (f", {w} fit workers (img/s: sets scored side by side, sharing the cores; --fit-workers 1 "
-               f"or `ood-bench speed` times each alone)" if (w := m.get("fit_workers") or 0) > 1 else "")
+            + (f", {w} score workers (img/s: sets scored side by side, sharing the cores; a run without "
+               f"--score-in-workers, or `ood-bench speed`, times each alone)" if (w := m.get("score_workers") or 0) > 1 else "")
         )
     lines.append("AUROC/FPR95 in %; " + "; ".join(f"{k}: {v}" for k, v in CONVENTIONS.items()
                                                    if k in ("score", "auroc", "fpr95")))
