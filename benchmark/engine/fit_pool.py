@@ -84,28 +84,31 @@ def schedule(plans: list[FitPlan], built: set[tuple[str, str]],
 
 
 def prefit(runner: Runner, jobs: list[Job], init: Callable[[], Any] | None = None) -> int:
-    """Fit and score the jobs whose scores are not all cached yet in worker processes (see the
-    module docstring), leaving models, scores and pictures in ``runner.cache`` as this run's
-    own; nothing when the run's ``fit_workers`` comes to 1 or fewer than two jobs have work.
+    """Fit the models of ``jobs`` not cached yet in worker processes (see the module docstring)
+    — with ``score_in_workers`` in the run's config, also score every set not cached yet —
+    leaving models, scores and pictures in ``runner.cache`` as this run's own; nothing when the
+    run's ``fit_workers`` comes to 1 or fewer than two jobs have work.
     ``init`` (picklable, e.g. a ``functools.partial`` of the plugin loader) runs first in each
     worker, so that it knows what this process registered. A worker's error stops the others
-    and is raised here, as the serial run would raise it. Returns how many workers ran (0: none).
-    Without ``score_in_workers`` in the run's config the workers only fit (and the runner scores
-    each set alone, for clean timings)."""
+    and is raised here, as the serial run would raise it. Returns how many workers ran (0: none)."""
     cfg = runner.prep.cfg
     if fit_workers(cfg.fit_workers, runner.prep.device, len(jobs)) < 2:
         return 0  # a GPU, torchrun, --fit-workers 1 or one job: no need to plan anything
     scoring = cfg.score_in_workers
-    plans = [(plan, job) for job in jobs
-             if not (plan := runner.plan_fit(*job)).cached or (scoring and plan.unscored)]
-    todo = [p for p, _ in plans]
-    job_of = {id(p): job for p, job in plans}
+    plans: dict[tuple, tuple[FitPlan, Job]] = {}
+    for job in jobs:
+        plan = runner.plan_fit(*job)
+        if not plan.cached or (scoring and plan.unscored):
+            # fitting only: sweep points sharing one model are one job
+            plans.setdefault((plan.method, plan.fit_key, id(plan) if scoring else None), (plan, job))
+    todo = [p for p, _ in plans.values()]
+    job_of = {id(p): job for p, job in plans.values()}
     n = fit_workers(cfg.fit_workers, runner.prep.device, len(todo))
     if n < 2:
         return 0
     # a worker imports the modules defining the methods and artifacts (tests and plugins register
     # their own); one defined in a script (``__main__``) cannot be imported there: run serially
-    modules = sorted({job[1].__module__ for _, job in plans}
+    modules = sorted({job[1].__module__ for _, job in plans.values()}
                      | {ARTIFACTS.get(kind).__module__ for p in todo for kind, _ in p.artifacts})
     if "__main__" in modules:
         log("fitting serially: a method or artifact is defined in __main__, which fit workers cannot import",
@@ -113,10 +116,11 @@ def prefit(runner: Runner, jobs: list[Job], init: Callable[[], Any] | None = Non
         return 0
     cache = runner.cache
     built = {a for p in todo for a in p.artifacts if cache.has_artifact(*a)}
-    log(f"{'fitting and scoring' if scoring else 'fitting'} {len(todo)} {'methods' if scoring else 'models'} in {n} "
-        f"worker processes ({', '.join(p.method for p in todo)}); each "
-        f"{'fits and scores as a serial run does, one set at a time' if scoring else 'trains as a serial run does'}, "
-        f"so the scores do not change")
+    what = "fitting and scoring" if scoring else "fitting"
+    log(f"{what} {len(todo)} {'methods' if scoring else 'models'} in {n} worker processes "
+        f"({', '.join(p.method for p in todo)}); each trains as a serial run does"
+        + (", then scores one set per task at this process's thread count" if scoring else "")
+        + ", so the scores do not change")
     ctx = multiprocessing.get_context("spawn")  # never fork a process that has started torch's threads
     tasks, results = ctx.Queue(), ctx.Queue()
     # plain (non-daemonic) processes: a fit may start DataLoader workers of its own

@@ -210,7 +210,6 @@ class Runner:
 
     # ------------------------------------------------------------------------------------
     def run_method(self, key: str, cls: type[OODMethod], mcfg: MethodConfig, seed: int) -> MethodResult:
-        p = self.prep
         done = self.cached_result(key, cls, mcfg, seed)
         if done is not None:  # every score (and picture) cached: no network is loaded
             return done
@@ -320,8 +319,9 @@ class Runner:
         train = fit_part if cls.needs_validation else id_train
         fit_key = self.fit_key(key, method, train, {name: k for name, (_, k) in arts.items()})
         cached = self.cache.has_model(key, fit_key)
-        unscored = tuple(name for ds, _, _, name in self.datasets()
-                         if not self.cache.usable(self.cache.scores_path(key, fit_key, sk := self.score_key(method, fit_key, ds)))
+        keys = {name: self.score_key(method, fit_key, ds) for ds, _, _, name in self.datasets()}
+        unscored = tuple(name for name, sk in keys.items()
+                         if not self.cache.usable(self.cache.scores_path(key, fit_key, sk))
                          or (self.examples and not self.cache.example_done(key, fit_key, sk)))
         return FitPlan(key, seed, fit_key, frozenset(arts.values()), cached, unscored)
 
