@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import shutil
 import time
@@ -110,7 +109,7 @@ class ArtifactStore:
             if not (self.cache.has_artifact(request.kind, key) and self.cache.intact(folder)):
                 return None  # missing or damaged: provide() loads (validating, healing) or builds it
             try:
-                meta = json.loads((folder / Cache.ARTIFACT_META).read_text())
+                meta = Cache.artifact_meta(folder)
                 seconds = float(meta["seconds"])
             except (OSError, ValueError, KeyError, TypeError):
                 return None
@@ -174,7 +173,7 @@ class ArtifactStore:
         if not (folder / Cache.ARTIFACT_META).is_file():
             raise RuntimeError(f"rank {dist.rank()} cannot see the artifact rank 0 saved in {folder}: "
                                f"put --cache-dir on a filesystem every node shares")
-        meta = json.loads((folder / Cache.ARTIFACT_META).read_text())
+        meta = Cache.artifact_meta(folder)
         return cls.load(dict(request.recipe), folder, ctx), meta["seconds"], meta.get("peak_mem_mib", float("nan")), status
 
     def _load_cached(self, cls: type[Artifact], request: ArtifactRequest, key: str, folder: Path,

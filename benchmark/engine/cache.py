@@ -267,6 +267,11 @@ class Cache:
     def artifact_lock(self, kind: str, key: str) -> Path:
         return self.root / "artifacts" / kind / f"{key}.lock"
 
+    @classmethod
+    def artifact_meta(cls, folder: Path) -> dict[str, Any]:
+        """The ``artifact.json`` of the artifact saved in ``folder``."""
+        return json.loads((folder / cls.ARTIFACT_META).read_text())
+
     def has_artifact(self, kind: str, key: str) -> bool:
         return self._present(self.artifact_dir(kind, key), self.ARTIFACT_META)
 
@@ -279,7 +284,7 @@ class Cache:
         folder = self.artifact_dir(kind, key)
         for f in sorted(p for p in folder.rglob("*") if p.is_file()):
             validate_file(f)
-        meta = json.loads((folder / self.ARTIFACT_META).read_text())
+        meta = self.artifact_meta(folder)
         if not isinstance(meta, dict) or not isinstance(meta.get("seconds"), (int, float)):
             raise InvalidArtefact(f"{self.ARTIFACT_META} lacks the build time")
         return meta

@@ -244,13 +244,11 @@ class Runner:
         ``None`` when anything is missing or damaged (the full path then fits or loads, and scores)."""
         if not dist.is_main() or dist.active():
             return None  # under torchrun every rank takes the same path: the full one
-        plan = self.plan_fit(key, cls, mcfg, seed)
+        plan, method, keys = self._plan(key, cls, mcfg, seed)
         if not plan.scored:
             return None
-        method = cls(mcfg, self.context(cls, seed))
-        keyed = [(self.score_key(method, plan.fit_key, ds), ds, role, group, name)
-                 for ds, role, group, name in self.datasets()]
-        loaded = [(self.cache.load_scores(key, plan.fit_key, sk), sk, *rest) for sk, *rest in keyed]
+        loaded = [(self.cache.load_scores(key, plan.fit_key, keys[name]), keys[name], ds, role, group, name)
+                  for ds, role, group, name in self.datasets()]
         if any(c is None for c, *_ in loaded):
             return None
         model_dir = self.cache.model_dir(key, plan.fit_key)
@@ -311,6 +309,12 @@ class Runner:
     def plan_fit(self, key: str, cls: type[OODMethod], mcfg: MethodConfig, seed: int) -> FitPlan:
         """What fitting ``key`` for ``seed`` takes, worked out without building or loading anything:
         the artifacts it needs and its model's key (for the fit workers' schedule)."""
+        return self._plan(key, cls, mcfg, seed)[0]
+
+    def _plan(self, key: str, cls: type[OODMethod], mcfg: MethodConfig,
+              seed: int) -> tuple[FitPlan, OODMethod, dict[str, str]]:
+        """:meth:`plan_fit`'s plan, with the (unfitted) method it was worked out on and the score
+        key of every set by name."""
         method = cls(mcfg, self.context(cls, seed))
         id_train, (fit_part, validation) = self.prep.id_train, self.split(method, key, seed)
         arts = {name: (request.kind, artifact_key(request, data, seed, self.artifacts.numerics))
@@ -323,7 +327,7 @@ class Runner:
         unscored = tuple(name for name, sk in keys.items()
                          if not self.cache.usable(self.cache.scores_path(key, fit_key, sk))
                          or (self.examples and not self.cache.example_done(key, fit_key, sk)))
-        return FitPlan(key, seed, fit_key, frozenset(arts.values()), cached, unscored)
+        return FitPlan(key, seed, fit_key, frozenset(arts.values()), cached, unscored), method, keys
 
     def numerics(self, stage: str) -> dict[str, str]:
         """The fast-path options that change a ``stage``'s numbers (``{}`` on a CPU by default)."""
