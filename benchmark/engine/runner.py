@@ -261,7 +261,7 @@ class Runner:
             return None  # an unreadable fit.json or artifact folder: the full path heals it
         if uses is None:
             return None
-        seconds, peak, cached, report = self._cached_fit(method, key, model_dir, meta)
+        seconds, peak, cached, report = self._cached_fit(method, key, model_dir, meta, loaded=False)
         seconds += sum(u.seconds for u in uses if u.status != "shared")
         sets = []
         for c, sk, ds, role, group, name in loaded:
@@ -424,8 +424,8 @@ class Runner:
             return None
         return self._cached_fit(method, key, model_dir, meta)
 
-    def _cached_fit(self, method: OODMethod, key: str, model_dir: Path,
-                    meta: dict) -> tuple[float, float, bool, dict]:
+    def _cached_fit(self, method: OODMethod, key: str, model_dir: Path, meta: dict,
+                    loaded: bool = True) -> tuple[float, float, bool, dict]:
         """``(fit seconds, peak MiB, cached?, report)`` of the cached model in ``model_dir``
         (``meta``: its ``fit.json``), with the log line saying how this run got it."""
         if model_dir in self.cache.own:  # a fit worker of this run fitted it (engine/fit_pool.py)
@@ -440,7 +440,8 @@ class Runner:
             log(f"warning: {key}: the cached model was trained on another machine type "
                 f"({m.get('device', '?')}, {m.get('cpu', 'unknown CPU')}, {m.get('isa', '?')}, "
                 f"{m.get('accelerator') or 'no GPU'}); its scores can differ from a fit here; --no-cache refits", level=logging.WARNING)
-        log(f"{key}: loaded cached model {model_dir} (fitted in {meta['seconds']:.1f}s)")
+        log(f"{key}: {'loaded cached model' if loaded else 'cached model'} {model_dir} (fitted in {meta['seconds']:.1f}s"
+            + (")" if loaded else "; its scores are cached, not loaded)"))
         return meta["seconds"], meta.get("peak_mem_mib", float("nan")), True, meta.get("report", {})
 
     def _cached_scores(self, key: str, fit_key: str, score_key: str, cached: Any, ds: ImageDataset,
