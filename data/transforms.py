@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 
 @dataclass(frozen=True)
@@ -40,11 +38,14 @@ class ImageTransform:
 
     def decode(self, img: Image.Image) -> torch.Tensor:
         """The image in the method's colour mode at its native size: ``uint8 (channels, H, W)``."""
+        from torchvision.transforms.v2 import functional as TF  # deferred: see ood_bench.methods (imports)
         return TF.pil_to_tensor(img.convert("RGB" if self.channels == 3 else "L"))
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """``uint8`` images ``(C, H, W)`` or ``(B, C, H, W)`` (any device) → float in ``[0, 1]`` at
         ``size``×``size``, on the same device."""
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms.v2 import functional as TF
         t = TF.to_dtype(x, torch.float32, scale=True)
         if t.shape[-2:] != (self.size, self.size):
             t = TF.resize(t, [self.size], interpolation=InterpolationMode.BILINEAR, antialias=True)

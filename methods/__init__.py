@@ -5,6 +5,12 @@ Each method lives in its own subpackage (``dlsr/``, ``lmd/``, ``diffood/``, ``dd
 shared pieces (contract, registry, shared artifacts (artifacts.py, the ID DDPM in ddpm.py), backbones, training loop, UNet factory) sit beside them.
 Methods of other packages register through entry points or ``--plugin``
 (:mod:`ood_bench.plugins`).
+
+Imports: diffusers, timm and torchvision are imported inside the functions that build, train or
+load a network (names used only in annotations sit under ``TYPE_CHECKING``), never at a module's
+top. Each of them pulls in ``torch._dynamo``: together ~5 s on a 2-core CPU, about half of a
+cached rerun, which reads every result from the cache and needs none of them (nor do
+``ood-bench list`` or a config error). ``tests/test_imports.py`` holds this.
 """
 from ood_bench.methods.base import BatchOutput, MethodConfig, OODMethod, RunContext, ScoreBatch, fit_option, score_option
 from ood_bench.methods.registry import METHODS, register_method

@@ -17,9 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
-
-from diffusers import DDPMScheduler, UNet2DModel
+from typing import TYPE_CHECKING, Any
 
 from ood_bench.utils.device import compile_backend
 from ood_bench.utils.errors import ConfigError
@@ -31,6 +29,9 @@ from ood_bench.methods.artifacts import Artifact, ArtifactRequest, register_arti
 from ood_bench.methods.base import RunContext
 from ood_bench.methods.pretrained import load_pretrained_scheduler
 from ood_bench.methods.unet import PixelDiffusionConfig, load_unet, train_unet, unet_training_throughput
+
+if TYPE_CHECKING:  # imported where used: see ood_bench.methods (imports)
+    from diffusers import DDPMScheduler, UNet2DModel
 
 # The name that seeds the UNet's initial weights (train_unet's seed name). It is LMD's, the
 # first method that trained this network, so LMD's UNet starts from the weights it always did.
@@ -105,6 +106,7 @@ class DDPMArtifact(Artifact):
 
     @classmethod
     def load(cls, recipe: dict, directory: Path, ctx: RunContext) -> "DDPMArtifact":
+        from diffusers import DDPMScheduler, UNet2DModel
         unet = UNet2DModel.from_pretrained(directory / "unet", low_cpu_mem_usage=False).to(ctx.device).eval()
         sched = DDPMScheduler.from_pretrained(directory / "scheduler")
         losses = json.loads((directory / "losses.json").read_text()) if (directory / "losses.json").is_file() else []

@@ -7,7 +7,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
-from torchvision.utils import make_grid
 
 from ood_bench.utils import atomic
 
@@ -23,6 +22,7 @@ def save_grid(rows: list[torch.Tensor], path: Path, labels: tuple[str, ...] | li
     tiles = torch.cat([r.detach().float().cpu().clamp(0, 1) for r in rows])
     if tiles.shape[-1] < MIN_TILE:
         tiles = F.interpolate(tiles, scale_factor=-(-MIN_TILE // tiles.shape[-1]), mode="nearest")
+    from torchvision.utils import make_grid  # deferred: see ood_bench.methods (imports)
     pad = 2
     grid = make_grid(tiles, nrow=len(rows[0]), padding=pad, pad_value=1.0)
     img = Image.fromarray((grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))

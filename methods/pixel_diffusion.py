@@ -3,13 +3,18 @@ transform, the noise schedule and the UNet attribute. The networks themselves ar
 (:mod:`ood_bench.methods.ddpm`) that the engine hands over before ``fit()``/``load()``."""
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 import torch
-from diffusers import UNet2DModel
 
 from ood_bench.data.transforms import ImageTransform
 from ood_bench.methods.base import OODMethod
 from ood_bench.methods.examples import ExampleRows
 from ood_bench.methods.unet import PixelDiffusionConfig, unet_from_config
+
+if TYPE_CHECKING:  # imported where used: see ood_bench.methods (imports)
+    from diffusers import DDPMScheduler, UNet2DModel
 
 
 class PixelDiffusionMethod(ExampleRows, OODMethod):
@@ -22,8 +27,13 @@ class PixelDiffusionMethod(ExampleRows, OODMethod):
     def __init__(self, config: PixelDiffusionConfig, ctx) -> None:
         super().__init__(config, ctx)
         self.image_transform = ImageTransform(config.image_size, config.channels)
-        self.scheduler = config.scheduler()
         self.unet: UNet2DModel | None = None
+
+    @functools.cached_property
+    def scheduler(self) -> DDPMScheduler:
+        """The config's noise schedule, built on first use (a cached result needs none); an artifact
+        or a pretrained UNet replaces it with its own by assignment."""
+        return self.config.scheduler()
 
     def build_untrained(self, num_classes: int) -> None:
         self.unet = unet_from_config(self.config).to(self.device).eval()

@@ -19,11 +19,10 @@ import abc
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
 
 from ood_bench.data.base import ImageDataset
 from ood_bench.data.loading import DeviceBatches
@@ -36,6 +35,9 @@ from ood_bench.methods.pixel_diffusion import PixelDiffusionMethod
 from ood_bench.methods.unet import PixelDiffusionConfig, load_unet
 from ood_bench.utils.device import autocast
 from ood_bench.utils.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where used: see ood_bench.methods (imports)
+    from diffusers import DDPMScheduler, UNet2DModel
 
 ID_BASE = "id"
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-
-from diffusers import DDPMScheduler
+from typing import TYPE_CHECKING, TypeVar
 
 from ood_bench.utils.errors import MissingWeightsError
+
+if TYPE_CHECKING:  # imported where used: see ood_bench.methods (imports)
+    from diffusers import DDPMScheduler
 
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 MODEL_FILES = ("*.json", "*.safetensors", "*.bin")
@@ -68,6 +69,7 @@ def load_pretrained_scheduler(ref: str) -> DDPMScheduler | None:
     """The DDPM noise schedule saved beside a pretrained UNet (``scheduler/`` or a top-level
     ``scheduler_config.json``), or ``None`` when there is none. ``clip_sample`` is turned off:
     LMD and DiffOOD never clip the x0 estimate (a saved DDPM pipeline often clips, for sampling)."""
+    from diffusers import DDPMScheduler
     folder = pretrained_folder(ref, "UNet")
     for sub in ("scheduler", ""):
         if (folder / sub / "scheduler_config.json").is_file():

@@ -38,10 +38,9 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
-from diffusers.training_utils import EMAModel
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -50,6 +49,9 @@ from ood_bench.utils import distributed as dist
 from ood_bench.utils.device import autocast, fast_path
 from ood_bench.utils.errors import TrainingDivergedError
 from ood_bench.utils.progress import log, progress
+
+if TYPE_CHECKING:  # imported where used: see ood_bench.methods (imports)
+    from diffusers.training_utils import EMAModel
 
 # Intra-op threads while training on CPU. One thread is the only count every machine has, and
 # it makes every reduction's order fixed; see docs/reproducibility.md for its cost.
@@ -245,6 +247,7 @@ def _train(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: LossFn,
     if world > 1 and device.type == "cuda":  # BatchNorm over the global batch, as one process
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     opt = _make_optimizer(model, spec)
+    from diffusers.training_utils import EMAModel
     ema = EMAModel(model.parameters(), decay=spec.ema_decay) if spec.ema_decay else None
     first_state: dict[str, torch.Tensor] | None = None
     losses: list[float] = []

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 import dataclasses
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
 
 from ood_bench.utils.device import synchronize
 from ood_bench.utils.errors import ConfigError
@@ -23,6 +22,9 @@ from ood_bench.utils.progress import log
 from ood_bench.methods.base import MethodConfig, fit_option
 from ood_bench.methods.pretrained import load_pretrained_model
 from ood_bench.methods.training import TrainResult, TrainSpec, seed_network, train
+
+if TYPE_CHECKING:  # imported where used: see ood_bench.methods (imports)
+    from diffusers import DDPMScheduler, UNet2DModel
 
 
 def build_unet(image_size: int, channels: int, base_channels: int, channel_mult: tuple[int, ...],
@@ -33,6 +35,7 @@ def build_unet(image_size: int, channels: int, base_channels: int, channel_mult:
 
     ``num_class_embeds`` adds a class embedding to the time embedding (class-conditional model).
     """
+    from diffusers import UNet2DModel
     if image_size % (2 ** (len(channel_mult) - 1)):
         raise ConfigError(f"image_size {image_size} is not divisible by 2^{len(channel_mult) - 1} "
                           f"(one halving per channel_mult level after the first)")
@@ -55,6 +58,7 @@ def load_unet(ref: str, image_size: int, channels: int) -> UNet2DModel:
     """A pretrained diffusers ``UNet2DModel``: a local folder (``config.json`` + weights, or a
     saved pipeline with ``unet/``) or a Hugging Face repo id such as ``google/ddpm-cifar10-32``
     (see :mod:`ood_bench.methods.pretrained`)."""
+    from diffusers import UNet2DModel
     unet = load_pretrained_model(UNet2DModel, ref, "unet", "UNet")
     if unet.config.sample_size not in (image_size, None) or unet.config.in_channels != channels:
         raise ConfigError(f"UNet {ref} is for {unet.config.in_channels}×{unet.config.sample_size}² images, "
@@ -64,6 +68,7 @@ def load_unet(ref: str, image_size: int, channels: int) -> UNet2DModel:
 
 def ddpm_scheduler(timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> DDPMScheduler:
     """Linear-beta DDPM schedule with epsilon prediction, no sample clipping (LMD, DiffOOD)."""
+    from diffusers import DDPMScheduler
     return DDPMScheduler(num_train_timesteps=timesteps, beta_schedule="linear", beta_start=beta_start,
                          beta_end=beta_end, prediction_type="epsilon", clip_sample=False)
 

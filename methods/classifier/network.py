@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
-from timm.models.resnet import BasicBlock
 from torch import nn
 
 from ood_bench.methods.backbones import load_by_order
@@ -29,10 +28,12 @@ from ood_bench.utils.errors import MissingWeightsError
 from ood_bench.methods.unet import random_hflip
 
 if TYPE_CHECKING:
+    from timm.models.resnet import BasicBlock
     from ood_bench.methods.classifier.options import ClassifierOptions
 
 
 def _stage(inplanes: int, planes: int, stride: int, blocks: int = 2) -> nn.Sequential:
+    from timm.models.resnet import BasicBlock
     down = None
     if stride != 1 or inplanes != planes:
         down = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))

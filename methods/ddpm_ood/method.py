@@ -17,6 +17,8 @@ images (:mod:`.zscores`); scores are z-scores against them. Higher = more OOD.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dataclasses
 import functools
 import hashlib
@@ -25,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import UNet2DModel
 
 from ood_bench.utils.device import autocast
 from ood_bench.utils.errors import UserError
@@ -41,6 +42,9 @@ from ood_bench.methods.lmd.distances import DISTANCE_TYPES, Distance, build_dist
 from ood_bench.methods.registry import register_method
 from ood_bench.methods.pixel_diffusion import PixelDiffusionMethod
 from ood_bench.methods.pretrained import Weights
+
+if TYPE_CHECKING:  # imported where used: see ood_bench.methods (imports)
+    from diffusers import UNet2DModel
 
 STATS_FILE = "zstats.json"
 # score options the z-statistics depend on (a change re-measures the validation images)

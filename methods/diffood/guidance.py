@@ -11,10 +11,14 @@ The reference code evaluates the UNet one index lower than the noise level it is
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from ood_bench.utils.device import autocast
+
+if TYPE_CHECKING:  # imported where used: see ood_bench.methods (imports)
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 
 def guided_eps(unet: UNet2DModel, x: torch.Tensor, t: int, labels: torch.Tensor, null_label: int,
@@ -37,6 +41,7 @@ def ddim_timesteps(start: int, stride: int) -> list[int]:
 
 
 def ddim_scheduler(noise: DDPMScheduler, stride: int) -> DDIMScheduler:
+    from diffusers import DDIMScheduler
     sched = DDIMScheduler.from_config(noise.config, clip_sample=False, set_alpha_to_one=False)
     sched.set_timesteps(noise.config.num_train_timesteps // stride)  # step ratio = stride
     return sched

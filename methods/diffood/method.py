@@ -30,13 +30,14 @@ On CUDA the default arithmetic is the fast path (bf16 autocast, channels_last, `
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dataclasses
 import functools
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler
 
 from ood_bench.utils.errors import ConfigError
 from ood_bench.methods.backbones import resolve_weights_file
@@ -52,6 +53,9 @@ from ood_bench.methods.diffood.guidance import ddim_scheduler, ddim_timesteps, g
 from ood_bench.methods.pixel_diffusion import PixelDiffusionMethod
 from ood_bench.methods.pretrained import Weights, hub_weights
 from ood_bench.methods.unet import load_unet, unet_from_config
+
+if TYPE_CHECKING:  # imported where used: see ood_bench.methods (imports)
+    from diffusers import DDIMScheduler
 
 
 @register_method("diffood")

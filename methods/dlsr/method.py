@@ -38,6 +38,8 @@ On CUDA the default arithmetic is the fast path (bf16 autocast, channels_last, `
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dataclasses
 import functools
 import json
@@ -46,7 +48,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler
 
 from ood_bench.utils.device import autocast
 from ood_bench.utils.progress import log
@@ -58,10 +59,13 @@ from ood_bench.methods.base import BatchOutput, OODMethod
 from ood_bench.methods.feature_set import FeaturesArtifact, features_request
 from ood_bench.methods.dlsr.config import DLSRConfig
 from ood_bench.methods.features import MultiLayerFeatures, build_features, layerwise_cosine
-from ood_bench.methods.dlsr.lfdn import LFDN
 from ood_bench.methods.pretrained import Weights, hub_weights, load_pretrained_model, pretrained_folder
 from ood_bench.methods.training import TrainSpec, seed_network, train
 from ood_bench.utils.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where used: see ood_bench.methods (imports)
+    from diffusers import DDIMScheduler, DDPMScheduler
+    from ood_bench.methods.dlsr.lfdn import LFDN
 
 
 @register_method("dlsr")
@@ -110,6 +114,7 @@ class DLSR(OODMethod):
     def pretrained_lfdn(c: DLSRConfig) -> tuple[LFDN, LFDN | None]:
         """The final and first-epoch LFDNs named by ``c.lfdn`` (the first is ``None`` when absent,
         allowed only without the LR score)."""
+        from ood_bench.methods.dlsr.lfdn import LFDN
         final = load_pretrained_model(LFDN, c.lfdn, "lfdn", "LFDN")
         folder = pretrained_folder(c.lfdn, "LFDN")
         first = None
@@ -122,6 +127,7 @@ class DLSR(OODMethod):
 
     # ------------------------------------------------------------------ pieces
     def noise_scheduler(self) -> DDPMScheduler:
+        from diffusers import DDPMScheduler
         c = self.config
         return DDPMScheduler(num_train_timesteps=c.timesteps, beta_start=c.beta_start, beta_end=c.beta_end,
                              beta_schedule="scaled_linear", prediction_type="sample", clip_sample=False)
@@ -130,6 +136,7 @@ class DLSR(OODMethod):
     def ddim(self) -> DDIMScheduler:
         """The stride-1 DDIM sampler, built once (its step is stateless; building it per batch
         cost host time on every batch)."""
+        from diffusers import DDIMScheduler
         sched = DDIMScheduler.from_config(self.noise_scheduler().config, set_alpha_to_one=True)
         sched.set_timesteps(self.config.timesteps)  # stride 1: t → t−1 → … → 0 → clean
         return sched
@@ -157,6 +164,7 @@ class DLSR(OODMethod):
 
     # ------------------------------------------------------------------ contract
     def fit(self, train_set: ImageDataset) -> None:
+        from ood_bench.methods.dlsr.lfdn import LFDN
         c = self.config
         if c.lfdn:
             self._use_pretrained()
@@ -197,6 +205,7 @@ class DLSR(OODMethod):
         self.log(f"using the pretrained LFDN {self.config.lfdn} (no training)")
 
     def build_untrained(self, num_classes: int) -> None:
+        from ood_bench.methods.dlsr.lfdn import LFDN
         c = self.config
         feats = self._ensure_features()
         self.model = LFDN(feats.dim, c.width, c.blocks).to(self.device).eval()
@@ -241,6 +250,7 @@ class DLSR(OODMethod):
         (directory / "dlsr.json").write_text(json.dumps({"losses": self.losses}))
 
     def load(self, directory: Path) -> None:
+        from ood_bench.methods.dlsr.lfdn import LFDN
         feats = self._ensure_features()
         self.model = LFDN.from_pretrained(directory / "lfdn", low_cpu_mem_usage=False).to(self.device).eval()
         if self.model.config.dim != feats.dim:

@@ -16,16 +16,21 @@ starts from noised (not clean) known pixels and ends with the exact original.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
 
 from ood_bench.utils.device import autocast
 from ood_bench.utils.progress import progress
+
+if TYPE_CHECKING:  # imported where used: see ood_bench.methods (imports)
+    from diffusers import DDPMScheduler, UNet2DModel
 
 
 def sampler(scheduler: DDPMScheduler, steps: int) -> DDPMScheduler:
     """A copy of ``scheduler`` set to ``steps`` sampling steps (its ``step`` is stateless, so a
     caller may build it once and reuse it for every batch)."""
+    from diffusers import DDPMScheduler
     sched = DDPMScheduler.from_config(scheduler.config)
     sched.set_timesteps(steps)
     return sched

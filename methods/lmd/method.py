@@ -26,12 +26,13 @@ On CUDA the default arithmetic is the fast path (bf16 autocast, channels_last, `
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dataclasses
 import functools
 from pathlib import Path
 
 import torch
-from diffusers import DDPMScheduler
 
 from ood_bench.methods.registry import register_method
 from ood_bench.data.base import ImageDataset
@@ -44,6 +45,9 @@ from ood_bench.methods.lmd.inpaint import inpaint, sampler
 from ood_bench.methods.lmd.masks import make_masks
 from ood_bench.methods.pixel_diffusion import PixelDiffusionMethod
 from ood_bench.methods.pretrained import Weights
+
+if TYPE_CHECKING:  # imported where used: see ood_bench.methods (imports)
+    from diffusers import DDPMScheduler
 
 
 @register_method("lmd")
