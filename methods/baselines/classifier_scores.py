@@ -36,12 +36,9 @@ class ClassifierScoreConfig(ClassifierRecipe):
     training reads) and the score options."""
 
     score: str = score_option("", "msp or energy (set by the method)")
-    temperature: float = score_option(1.0, "energy temperature T")
 
     def __post_init__(self) -> None:
         self.require_own_score()
-        if self.temperature <= 0:
-            raise ValueError("temperature must be positive")
 
 
 class ClassifierScore(OODMethod):
@@ -131,6 +128,12 @@ class MSPConfig(ClassifierScoreConfig):
 @dataclass
 class EnergyConfig(ClassifierScoreConfig):
     score: str = score_option("energy", "the only score: the energy -T logsumexp(logits / T)")
+    temperature: float = score_option(1.0, "energy temperature T")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.temperature <= 0:
+            raise ValueError("temperature must be positive")
 
 
 @register_method("msp")
