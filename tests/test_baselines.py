@@ -45,9 +45,13 @@ def test_knn_is_the_kth_neighbour_distance_in_chunks(monkeypatch):
 
 def test_msp_and_energy_formulas():
     logits = torch.tensor([[4.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
-    msp = MSP.logits_score(None, logits)
+    ctx = ood_bench.methods.RunContext(device=CPU)
+    msp = MSP(MSP.config_cls(), ctx).logits_score(logits)
     np.testing.assert_allclose(msp.numpy(), [-np.exp(4) / (np.exp(4) + 2), -1 / 3], rtol=1e-6)
-    e = Energy(Energy.config_cls(temperature=2.0), ood_bench.methods.RunContext(device=CPU)).logits_score(logits)
+    assert torch.equal(msp, -logits.softmax(dim=1).max(dim=1).values)  # T = 1: the paper's MSP, bit for bit
+    hot = MSP(MSP.config_cls(temperature=4.0), ctx).logits_score(logits)  # ODIN's temperature scaling
+    np.testing.assert_allclose(hot.numpy(), [-np.e / (np.e + 2), -1 / 3], rtol=1e-6)
+    e = Energy(Energy.config_cls(temperature=2.0), ctx).logits_score(logits)
     np.testing.assert_allclose(e.numpy(), -2 * np.log(np.exp(logits.numpy() / 2).sum(1)), rtol=1e-6)
     # confident (ID-like) logits score lower than flat ones for both
     assert msp[0] < msp[1] and e[0] < e[1]

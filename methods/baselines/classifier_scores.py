@@ -36,9 +36,12 @@ class ClassifierScoreConfig(ClassifierRecipe):
     training reads) and the score options."""
 
     score: str = score_option("", "msp or energy (set by the method)")
+    temperature: float = score_option(1.0, "logit temperature T (1: the papers')")
 
     def __post_init__(self) -> None:
         self.require_own_score()
+        if self.temperature <= 0:
+            raise ValueError("temperature must be positive")
 
 
 class ClassifierScore(OODMethod):
@@ -122,18 +125,12 @@ class ClassifierScore(OODMethod):
 
 @dataclass
 class MSPConfig(ClassifierScoreConfig):
-    score: str = score_option("msp", "the only score: negative maximum softmax probability")
+    score: str = score_option("msp", "the only score: -max softmax(logits / T)")
 
 
 @dataclass
 class EnergyConfig(ClassifierScoreConfig):
     score: str = score_option("energy", "the only score: the energy -T logsumexp(logits / T)")
-    temperature: float = score_option(1.0, "energy temperature T")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.temperature <= 0:
-            raise ValueError("temperature must be positive")
 
 
 @register_method("msp")
@@ -145,7 +142,8 @@ class MSP(ClassifierScore):
     config_cls = MSPConfig
 
     def logits_score(self, logits: torch.Tensor) -> torch.Tensor:
-        return -logits.softmax(dim=1).max(dim=1).values
+        # T = 1 divides exactly: the scores of the paper's MSP, bit for bit
+        return -(logits / self.config.temperature).softmax(dim=1).max(dim=1).values
 
 
 @register_method("energy")
