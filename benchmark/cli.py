@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from ood_bench.utils.errors import ConfigError, UserError
-from ood_bench.engine.config import DEFAULT_PRESET
+from ood_bench.engine.config import DEFAULT_PRESET, fit_workers_setting
 from ood_bench.reporting.formats import FORMATS
 
 
@@ -179,15 +179,10 @@ def _run_flags(r: argparse.ArgumentParser) -> None:
 
 def _fit_workers(value: str) -> int | str:
     """``--fit-workers``: ``auto`` or a positive number (an argparse error otherwise)."""
-    if value == "auto":
-        return value
     try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value!r}: give a positive number or auto")
-    return n
+        return fit_workers_setting(value)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a positive number or auto") from None
 
 
 def _preset_flags(p: argparse.ArgumentParser) -> None:

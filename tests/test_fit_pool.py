@@ -103,8 +103,10 @@ def test_fit_workers_setting(monkeypatch):
     assert fit_workers("auto", cpu, jobs=13) == 8 and fit_workers("auto", cpu, jobs=3) == 3
     assert fit_workers("auto", cuda, jobs=13) == 1  # one process keeps a GPU busy
     assert fit_workers(4, cpu, jobs=13) == 4 and fit_workers(4, cpu, jobs=1) == 1
-    with pytest.raises(ConfigError, match="positive number or auto"):
-        fit_workers(0, cpu, jobs=3)
+    assert fit_workers("2", cpu, jobs=13) == 2  # a preset's or API's digits, as --fit-workers 2
+    for bad in (0, -1, True, "two", 1.5):
+        with pytest.raises(ConfigError, match="positive number or auto"):
+            fit_workers(bad, cpu, jobs=3)
 
 
 def test_bad_fit_workers_is_one_error_line(capsys):

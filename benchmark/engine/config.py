@@ -86,6 +86,22 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+def fit_workers_setting(value: int | str) -> int | str:
+    """``--fit-workers`` / ``fit_workers:`` as a run takes it: ``"auto"`` or a positive number
+    (an ``int`` or its digits); a :class:`ConfigError` naming the fix otherwise."""
+    if value == "auto":
+        return value
+    n = value
+    if isinstance(value, str):
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"--fit-workers {value}: give a positive number or auto")
+    return n
+
+
 def check_run_bounds(cfg: RunConfig) -> None:
     """Refuse out-of-range run settings up front (before any data is loaded or model fitted)."""
     for flag, v, low in (("--batch-size", cfg.batch_size, 1), ("--limit", cfg.limit, 1),
@@ -94,8 +110,7 @@ def check_run_bounds(cfg: RunConfig) -> None:
         if v is not None and v < low:
             what = "a positive number" if low == 1 else "0 or more"
             raise ConfigError(f"{flag} {v}: must be {what}")
-    if cfg.fit_workers != "auto" and not (isinstance(cfg.fit_workers, int) and cfg.fit_workers >= 1):
-        raise ConfigError(f"--fit-workers {cfg.fit_workers}: give a positive number or auto")
+    fit_workers_setting(cfg.fit_workers)
     if not 0.0 <= cfg.validation < 1.0:
         raise ConfigError(f"--validation {cfg.validation}: must be a fraction in [0, 1) of the ID training set")
     if not cfg.seeds:

@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from ood_bench.engine.cache import Cache
-from ood_bench.engine.config import RunConfig
+from ood_bench.engine.config import RunConfig, fit_workers_setting
 from ood_bench.engine.runner import FitPlan, Runner, prepare
 from ood_bench.methods.artifacts import ARTIFACTS
 from ood_bench.methods.base import MethodConfig, OODMethod
@@ -51,7 +51,6 @@ from ood_bench.methods.registry import METHODS
 from ood_bench.utils import distributed as dist
 from ood_bench.utils import logs
 from ood_bench.utils import progress
-from ood_bench.utils.errors import ConfigError
 from ood_bench.utils.progress import log
 
 AUTO_MAX = 8  # `auto` never starts more workers than this (each holds its own copy of the data)
@@ -65,13 +64,10 @@ def fit_workers(setting: int | str, device: Any, jobs: int) -> int:
     1 (no workers) under ``torchrun``."""
     if dist.active():
         return 1
-    if setting == "auto":
+    n = fit_workers_setting(setting)
+    if n == "auto":
         n = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
                 AUTO_MAX) if device.type == "cpu" else 1
-    elif isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
-        n = setting
-    else:
-        raise ConfigError(f"--fit-workers {setting}: give a positive number or auto")
     return max(1, min(n, jobs))
 
 
