@@ -17,13 +17,12 @@ images (:mod:`.zscores`); scores are z-scores against them. Higher = more OOD.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import dataclasses
 import functools
 import hashlib
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch

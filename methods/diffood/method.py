@@ -30,11 +30,10 @@ On CUDA the default arithmetic is the fast path (bf16 autocast, channels_last, `
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import dataclasses
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
